@@ -24,6 +24,8 @@ export interface DialectContext {
   readonly ec2: Ec2Options;
   /** Secret for the dialect's session tokens (IMDSv2); the same for the daemon's lifetime. */
   readonly tokenKey: Buffer;
+  /** When this daemon first registered the instance (ms since the epoch): EC2's pendingTime. */
+  readonly since: number;
 }
 
 export interface DialectResponse {
