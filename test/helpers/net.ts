@@ -1,0 +1,50 @@
+// Helpers for root-level network tests: a lab per test with guaranteed teardown, and a view of
+// the hv namespace's kernel state for assertions.
+import { createLab, type Lab, type LabOptions } from '../../src/lab/lab.js';
+import { installLabSafetyNet } from '../../src/lab/safety.js';
+import { run } from '../../src/lab/netns.js';
+
+/** The part of a tap Test that withLab needs. */
+export interface Teardownable {
+  teardown(fn: () => unknown): void;
+}
+
+export const isRoot = process.getuid?.() === 0;
+
+/** Creates a lab whose teardown (daemons stopped, namespaces deleted) runs when t ends. */
+export async function withLab(t: Teardownable, opts: LabOptions): Promise<Lab> {
+  installLabSafetyNet();
+  const lab = await createLab(opts);
+  t.teardown(() => lab.down());
+  return lab;
+}
+
+export interface HvState {
+  /** `nft list tables` lines, e.g. "table inet linkgate". */
+  readonly tables: string[];
+  /** `ip route show table all` lines. */
+  readonly routes: string[];
+  /** `ip rule show` lines. */
+  readonly rules: string[];
+  /** Addresses on lo, "a.b.c.d/len" (IPv6 too). */
+  readonly loAddrs: string[];
+}
+
+const lines = (s: string): string[] =>
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+
+export async function hvState(lab: Lab): Promise<HvState> {
+  const [tables, routes, rules, addrJson] = await Promise.all([
+    lab.hvExec(['nft', 'list', 'tables']),
+    run(['ip', '-n', lab.hv, 'route', 'show', 'table', 'all']),
+    run(['ip', '-n', lab.hv, 'rule', 'show']),
+    run(['ip', '-n', lab.hv, '-j', 'addr', 'show', 'dev', 'lo']),
+  ]);
+  // iproute2's JSON: [{ addr_info: [{ local, prefixlen }] }]
+  const parsed = JSON.parse(addrJson) as Array<{ addr_info?: Array<{ local?: string; prefixlen?: number }> }>;
+  const loAddrs = parsed.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local ?? '?'}/${a.prefixlen ?? '?'}`));
+  return { tables: lines(tables), routes: lines(routes), rules: lines(rules), loAddrs };
+}
