@@ -1,0 +1,172 @@
+/**
+ * The request pipeline on the kernel path: accepted connection → SO_MARK → binding → dialect →
+ * response. A connection whose mark names no registered binding gets 403 and no data; so does a
+ * connection whose binding was removed or rebound since it was accepted.
+ */
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { ec2, isEc2Path } from '../dialects/ec2/index.js';
+import type { DialectRequest, DialectResponse } from '../dialects/types.js';
+import type { Registry, Bound } from '../identity/registry.js';
+import { ec2OptionsFor, type Config } from '../model/instance.js';
+import type { Logger } from '../model/log.js';
+
+/** The syscalls Node lacks (native-bindings/). */
+export interface SockOpts {
+  getMark(fd: number): number;
+  setIpTtl(fd: number, ttl: number): void;
+}
+
+export interface PipelineOptions {
+  readonly config: Pick<Config, 'ec2' | 'limits'>;
+  readonly registry: Registry;
+  readonly sockopts: SockOpts;
+  readonly tokenKey: Buffer;
+  readonly log: Logger;
+}
+
+export interface PipelineStats {
+  connections: number;
+  refusedConnections: number;
+  requests: number;
+  forbidden: number;
+  badRequests: number;
+}
+
+/** What a connection was identified as when it was accepted. */
+interface ConnIdentity {
+  readonly fd: number;
+  readonly mark: number;
+  readonly key: string | undefined;
+}
+
+const identities = new WeakMap<Socket, ConnIdentity>();
+
+/** Body limit for guest requests: no dialect reads more than a few bytes. */
+const MAX_BODY = 16 * 1024;
+
+function fdOf(socket: Socket): number {
+  // Node keeps the descriptor on the private libuv handle; there is no public accessor.
+  const handle = (socket as unknown as { _handle?: { fd?: number } })._handle;
+  return typeof handle?.fd === 'number' ? handle.fd : -1;
+}
+
+const text = (status: number, body: string, extra: Record<string, string> = {}): DialectResponse => ({
+  status,
+  headers: { 'Content-Type': 'text/plain', ...extra },
+  body,
+});
+
+export function createPipeline(opts: PipelineOptions): { server: http.Server; stats: PipelineStats } {
+  const { registry, sockopts, log } = opts;
+  const limits = opts.config.limits;
+  const stats: PipelineStats = { connections: 0, refusedConnections: 0, requests: 0, forbidden: 0, badRequests: 0 };
+
+  const server = http.createServer({
+    maxHeaderSize: limits.max_header_bytes,
+    headersTimeout: limits.header_timeout_ms,
+    requestTimeout: limits.header_timeout_ms * 2,
+    keepAliveTimeout: limits.keepalive_timeout_ms,
+    insecureHTTPParser: false,
+  });
+  server.maxHeadersCount = 100;
+
+  server.on('connection', (socket: Socket) => {
+    stats.connections++;
+    const fd = fdOf(socket);
+    let mark = 0;
+    try {
+      mark = fd >= 0 ? sockopts.getMark(fd) : 0;
+    } catch (err) {
+      log.warn({ err: String(err) }, 'cannot read SO_MARK of an accepted socket');
+    }
+    const bound = registry.byMark(mark);
+    if (!bound) stats.refusedConnections++;
+    identities.set(socket, { fd, mark, key: bound?.key });
+    socket.setNoDelay(true);
+  });
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    stats.badRequests++;
+    if (!socket.writable || (err.code === 'ECONNRESET' && !socket.bytesWritten)) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    const body = `${status.slice(4)}\n`;
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  });
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    stats.requests++;
+    const ident = identities.get(req.socket);
+    const bound: Bound | undefined = ident?.key !== undefined ? registry.byMark(ident.mark) : undefined;
+    if (!ident || !bound || bound.key !== ident.key) {
+      stats.forbidden++;
+      send(req, res, text(403, 'Forbidden\n'), undefined, true);
+      return;
+    }
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (!Number.isFinite(declared) || declared > MAX_BODY) {
+      stats.badRequests++;
+      send(req, res, text(413, 'Payload Too Large\n'), undefined, true);
+      return;
+    }
+    let dreq: DialectRequest;
+    try {
+      dreq = toDialectRequest(req);
+    } catch {
+      stats.badRequests++;
+      send(req, res, text(400, 'Bad Request\n'), undefined, false);
+      return;
+    }
+    const ctx = {
+      instance: bound.instance,
+      port: bound.port,
+      ec2: ec2OptionsFor(opts.config, bound.instance),
+      tokenKey: opts.tokenKey,
+      since: registry.since(bound.instance.id) ?? 0,
+    };
+    let out: DialectResponse;
+    try {
+      out = isEc2Path(dreq.path) ? ec2(dreq, ctx) : text(404, 'Not Found\n');
+    } catch (err) {
+      log.error({ err: String(err), path: dreq.path, instance: bound.instance.id }, 'dialect failed');
+      out = text(500, 'Internal Server Error\n');
+    }
+    send(req, res, out, ident.fd, false);
+  });
+
+  function send(req: http.IncomingMessage, res: http.ServerResponse, out: DialectResponse, fd: number | undefined, close: boolean): void {
+    if (out.ipTtl !== undefined && fd !== undefined && fd >= 0) {
+      try {
+        sockopts.setIpTtl(fd, out.ipTtl);
+      } catch (err) {
+        log.warn({ err: String(err) }, 'cannot set IP_TTL');
+      }
+    }
+    const body = Buffer.from(out.body, 'utf8');
+    const headers: Record<string, string | number> = { ...out.headers, 'Content-Length': body.length };
+    if (close) headers.Connection = 'close';
+    res.writeHead(out.status, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  return { server, stats };
+}
+
+function toDialectRequest(req: http.IncomingMessage): DialectRequest {
+  const raw = req.url ?? '/';
+  // Origin-form only ("/path?query"); absolute-form is parsed for its path.
+  const pathAndQuery = raw.startsWith('/') ? raw : new URL(raw).pathname + (new URL(raw).search || '');
+  const q = pathAndQuery.indexOf('?');
+  const rawPath = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const path = decodeURIComponent(rawPath);
+  if (!path.startsWith('/') || path.includes('\0')) throw new Error('bad path');
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return { method: req.method ?? 'GET', path, query: q < 0 ? '' : pathAndQuery.slice(q + 1), headers, now: Date.now() };
+}
