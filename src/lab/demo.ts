@@ -2,7 +2,7 @@
  * `npm start`: a lab of guests, the daemon in the lab's hypervisor namespace, a request from
  * every guest, IMDSv2 from one, a spoofing attempt, a summary table, and a clean teardown.
  */
-import http from 'node:http';
+import { adminGet } from './admin.js';
 import { startDaemon, type DaemonProc } from './daemon.js';
 import { createLab, type Lab } from './lab.js';
 import { installLabSafetyNet } from './safety.js';
@@ -25,24 +25,6 @@ function table(rows: readonly Row[]): string {
   const head = Object.fromEntries(cols.map((c) => [c, c])) as Record<keyof Row, string>;
   const sep = `|${cols.map((c) => '-'.repeat(width(c) + 2)).join('|')}|`;
   return [line(head), sep, ...rows.map(line)].join('\n');
-}
-
-function adminGet(socketPath: string, path: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path, method: 'GET', timeout: 3000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body));
-        } catch (err) {
-          reject(err instanceof Error ? err : new Error(String(err)));
-        }
-      });
-    });
-    req.on('error', reject).on('timeout', () => req.destroy(new Error('admin API timeout')));
-    req.end();
-  });
 }
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -111,7 +93,7 @@ export async function runDemo(opts: { guests: number }): Promise<number> {
     }
 
     say(table(rows));
-    const stats = (await adminGet(config.admin.socket, '/v1/stats').catch(() => undefined)) as { kernel?: Record<string, number> } | undefined;
+    const stats = (await adminGet(config.admin.socket, '/v1/stats').catch(() => undefined))?.body as { kernel?: Record<string, number> } | undefined;
     if (stats?.kernel) say(`\nkernel counters: ${JSON.stringify(stats.kernel)}`);
     say(ok ? '\nevery guest got its own identity; the forged one got nothing' : '\nSOMETHING IS WRONG: see the table');
   } catch (err) {

@@ -48,3 +48,40 @@ export async function hvState(lab: Lab): Promise<HvState> {
   const loAddrs = parsed.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local ?? '?'}/${a.prefixlen ?? '?'}`));
   return { tables: lines(tables), routes: lines(routes), rules: lines(rules), loAddrs };
 }
+
+export { adminGet, adminRequest } from '../../src/lab/admin.js';
+import { startDaemon, type DaemonProc } from '../../src/lab/daemon.js';
+import type { LabConfig } from '../../src/lab/lab.js';
+
+export interface Served {
+  readonly lab: Lab;
+  readonly daemon: DaemonProc;
+  readonly config: LabConfig;
+  readonly configPath: string;
+}
+
+/**
+ * A lab with `guests` guests and the daemon running in its hypervisor namespace; `edit` may change
+ * the config before it is written. Everything is torn down when `t` ends.
+ */
+export async function withServedLab(
+  t: Teardownable,
+  opts: LabOptions & { edit?: (c: LabConfig, lab: Lab) => void },
+): Promise<Served> {
+  const lab = await withLab(t, opts);
+  const config = lab.config();
+  opts.edit?.(config, lab);
+  const configPath = await lab.writeConfig(config);
+  const daemon = await startDaemon(lab, configPath);
+  return { lab, daemon, config, configPath };
+}
+
+/** Polls `fn` every 50 ms until it returns true; resolves with the time it took, rejects after `ms`. */
+export async function eventually(fn: () => Promise<boolean>, ms: number): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await fn()) return Date.now() - start;
+    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Reading a configuration file: `.json` with JSON.parse, anything else as YAML 1.2, then
+ * validateConfig. Syntax errors come back as problems at the root, with line and column.
+ */
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import type { Problem } from './checks.js';
+import { validateConfig, type ConfigResult } from './validate.js';
+
+type Parsed = { ok: true; value: unknown } | { ok: false; problems: Problem[] };
+
+const root = (message: string): Problem => ({ path: '', message: message.split('\n')[0]! });
+
+export function loadConfigFile(file: string, opts: { hostname?: string } = {}): ConfigResult {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
+  } catch (e) {
+    return { ok: false, problems: [root(`cannot read the configuration file: ${(e as Error).message}`)] };
+  }
+  const parsed = extname(file).toLowerCase() === '.json' ? parseJson(text) : parseYaml(text);
+  return parsed.ok ? validateConfig(parsed.value, opts) : parsed;
+}
+
+/** One line per problem: `<path>: <message>`, `(root)` for the root. */
+export function formatProblems(problems: readonly Problem[]): string {
+  return problems.map((p) => `${p.path || '(root)'}: ${p.message}`).join('\n');
+}
+
+/** YAML syntax errors (and duplicate keys), each with its line and column. */
+function yamlErrors(text: string, opts: { schema?: 'json' } = {}): { errors: Problem[]; value: () => unknown } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { ...opts, lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const errors = doc.errors.map((e) => {
+    const at = lines.linePos(e.pos[0]);
+    return root(`${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'YAML syntax error'} at line ${at.line}, column ${at.col}: ${e.message}`);
+  });
+  return { errors, value: () => doc.toJS({ maxAliasCount: 100 }) };
+}
+
+function parseYaml(text: string): Parsed {
+  const { errors, value } = yamlErrors(text);
+  if (errors.length > 0) return { ok: false, problems: errors };
+  try {
+    return { ok: true, value: value() };
+  } catch (e) {
+    // toJS throws on alias bombs ("Excessive alias count...").
+    return { ok: false, problems: [root(`YAML error: ${(e as Error).message}`)] };
+  }
+}
+
+function parseJson(text: string): Parsed {
+  try {
+    const value: unknown = JSON.parse(text);
+    // JSON.parse keeps the last of duplicate keys silently; JSON is YAML, so let yaml find them.
+    const dups = yamlErrors(text, { schema: 'json' }).errors.filter((p) => p.message.startsWith('duplicate key'));
+    return dups.length > 0 ? { ok: false, problems: dups } : { ok: true, value };
+  } catch (e) {
+    const at = jsonErrorOffset(text);
+    const lines = text.slice(0, at).split('\n');
+    const where = at === undefined ? '' : ` at line ${lines.length}, column ${lines.at(-1)!.length + 1}`;
+    return { ok: false, problems: [root(`invalid JSON${where}: ${(e as Error).message.replace(/\s+/g, ' ')}`)] };
+  }
+}
+
+const TOKEN =
+  /[ \t\n\r]*(?:("(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)|([{}[\],:]))?/y;
+
+/**
+ * Where JSON text first goes wrong (V8's messages do not always say): a small recursive-descent
+ * recognizer over TOKEN. Undefined if it finds nothing wrong.
+ */
+function jsonErrorOffset(s: string): number | undefined {
+  let i = 0;
+  let at = 0;
+  let tok = '';
+  const next = (): void => {
+    TOKEN.lastIndex = i;
+    const m = TOKEN.exec(s)!; // cannot fail: every part is optional
+    const body = m[1] ?? m[2] ?? m[3] ?? '';
+    at = i + m[0].length - body.length;
+    i = TOKEN.lastIndex;
+    tok = m[1] !== undefined ? 'string' : m[2] !== undefined ? 'scalar' : (m[3] ?? (at >= s.length ? 'end' : 'junk'));
+  };
+  /** Consumes the current token if it is `t`. */
+  const eat = (t: string): boolean => (tok === t ? (next(), true) : false);
+  const value = (): boolean => {
+    if (eat('string') || eat('scalar')) return true;
+    const close = eat('{') ? '}' : eat('[') ? ']' : undefined;
+    if (close === undefined) return false;
+    if (eat(close)) return true;
+    do {
+      if (close === '}' && !(eat('string') && eat(':'))) return false;
+      if (!value()) return false;
+    } while (eat(','));
+    return eat(close);
+  };
+  try {
+    next();
+    return value() && eat('end') ? undefined : at;
+  } catch {
+    return undefined; // nested too deep for recursion
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Configuration validation: raw data (parsed YAML/JSON, an admin API body, an etcd value) in,
+ * the model out, with every problem found (field path and reason), defaults filled and
+ * addresses normalized.
+ */
+import { hostname as machineHostname } from 'node:os';
+import type { Config, Instance, PortSpec } from '../model/instance.js';
+import { checkDateTime, checkGuestIPv4, checkGuestIPv6, checkHostname, checkIfname, checkMac, parseIPv4 } from './addr.js';
+import {
+  allGood, arr, BAD, compact, def, fail, fields, fmt, int, isObject, join, object, oneOf, opt, orEmpty, q,
+  record, refine, str, wrongType,
+  type Check, type Problem,
+} from './checks.js';
+
+export type { Problem } from './checks.js';
+
+export const DEFAULT_LISTEN_IPV4 = '169.254.169.254';
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: Problem[] };
+export type InstanceResult = { ok: true; instance: Instance } | { ok: false; problems: Problem[] };
+
+// ---- field checkers ---------------------------------------------------------------------------
+
+const KiB = 1024;
+/** Names shown to guests and sent upstream (project, region, image...): one printable line. */
+const name = str({ min: 1, max: 255, printable: true });
+const ifname = fmt(checkIfname);
+const absPath = (maxBytes = 4096): Check<string> =>
+  str({ min: 1, maxBytes, printable: true, pattern: /^\//, what: 'an absolute path' });
+const httpUrl = fmt((s) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return { error: `${q(s)} is not a URL` };
+  }
+  return u.protocol === 'http:' || u.protocol === 'https:' ? s : { error: `${q(s)} is not an http:// or https:// URL` };
+});
+const tokenMode = oneOf('optional', 'required');
+const backendKind = oneOf('embedded', 'upstream');
+
+const expiration: Check<string> = (v, path, out) => {
+  if (typeof v !== 'string' && !(v instanceof Date)) return wrongType(out, path, 'a string (ISO-8601 date-time)', v);
+  const r = checkDateTime(v);
+  return typeof r === 'string' ? r : fail(out, path, r.error);
+};
+
+const role = object({
+  name: str({ pattern: /^[\w+=,.@-]{1,64}$/, what: 'a role name (1 to 64 of letters, digits and _+=,.@-)' }),
+  access_key_id: str({ min: 1, max: 128, printable: true }),
+  secret_access_key: str({ min: 1, max: 1024, printable: true }),
+  token: str({ min: 1, maxBytes: 16 * KiB, printable: true }),
+  expiration,
+});
+
+const tagKey = (k: string): string | undefined =>
+  k.length < 1 || k.length > 127
+    ? 'tag key must be 1 to 127 characters long'
+    : /[/\u0000-\u001f\u007f]/.test(k) || k === '.' || k === '..'
+      ? 'tag key must not contain "/" or control characters, nor be "." or ".." (keys are metadata path segments)'
+      : undefined;
+
+const ec2Override = refine(object({ tokens: opt(tokenMode), hop_limit: opt(int(1, 64)) }), compact);
+
+function portCheck(listenIpv4: string): Check<PortSpec> {
+  const ipv4 = fmt((s) => (s === listenIpv4 ? { error: `${s} is the metadata listen address` } : checkGuestIPv4(s)));
+  return refine(
+    object({
+      interface: ifname,
+      mac: fmt(checkMac),
+      ipv4,
+      ipv6: opt(fmt(checkGuestIPv6)),
+      bridge: opt(ifname),
+      network: opt(str({ pattern: /^[a-z0-9][a-z0-9-]{0,31}$/, what: 'a network name (1 to 32 of a-z, 0-9 and "-", not starting with "-")' })),
+    }),
+    compact,
+  );
+}
+
+function instanceCheck(listenIpv4: string): Check<Instance> {
+  const spec = {
+    id: str({ pattern: /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, what: 'a valid id (1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)' }),
+    hostname: fmt(checkHostname),
+    ports: arr(portCheck(listenIpv4), { min: 1 }),
+    project: def(name, 'default'),
+    region: def(name, 'region-1'),
+    zone: opt(name),
+    image: def(name, 'image-0'),
+    type: def(name, 'm1.small'),
+    ssh_keys: opt(arr(str({ min: 1, maxBytes: 16 * KiB, line: true }))),
+    user_data: opt(str({ maxBytes: 64 * KiB })),
+    tags: opt(record(tagKey, str({ max: 255 }))),
+    role: opt(role),
+    backend: opt(backendKind),
+    ec2: opt(ec2Override),
+  };
+  return refine(object(spec), (r): Instance =>
+    compact({ ...r, zone: r.zone ?? `${r.region}a`, ssh_keys: r.ssh_keys ?? [], tags: r.tags ?? {} }),
+  );
+}
+
+// ---- instances --------------------------------------------------------------------------------
+
+/**
+ * One instance, as in the configuration file. `path` prefixes problem paths (default: none).
+ * A port may not use `listenIpv4` (default 169.254.169.254): pass the configured listen address.
+ */
+export function validateInstance(raw: unknown, path = '', opts: { listenIpv4?: string } = {}): InstanceResult {
+  const problems: Problem[] = [];
+  const instance = instanceCheck(opts.listenIpv4 ?? DEFAULT_LISTEN_IPV4)(raw, path, problems);
+  return instance === BAD ? { ok: false, problems } : { ok: true, instance };
+}
+
+/**
+ * Checks across instances: unique ids; no (interface, mac, ipv4) triple twice; no address twice
+ * in one network; no interface+MAC in two instances. `pathOf(i)` names instances[i] in problems.
+ */
+export function checkInstanceSet(instances: readonly Instance[], pathOf: (i: number) => string = (i) => `instances[${i}]`): Problem[] {
+  const problems: Problem[] = [];
+  const seen = new Map<string, { i: number; path: string }>();
+  /** The earlier claimant of `key`, or undefined (and `key` is now claimed). */
+  const claim = (key: string, i: number, path: string): { i: number; path: string } | undefined => {
+    const prev = seen.get(key);
+    if (!prev) seen.set(key, { i, path });
+    return prev;
+  };
+  const add = (path: string, message: string): void => void problems.push({ path, message });
+
+  instances.forEach((inst, i) => {
+    const ip = pathOf(i);
+    const dupId = claim(`id ${inst.id}`, i, ip);
+    if (dupId) add(join(ip, 'id'), `duplicate id ${q(inst.id)}: ${dupId.path} has it too`);
+
+    inst.ports.forEach((p, k) => {
+      const pp = join(join(ip, 'ports'), k);
+      const triple = claim(`triple ${p.interface} ${p.mac} ${p.ipv4}`, i, pp);
+      if (triple) return add(pp, `the same (interface, mac, ipv4) as ${triple.path}: ${p.interface}, ${p.mac}, ${p.ipv4}`);
+
+      const nic = claim(`nic ${p.interface} ${p.mac}`, i, pp);
+      if (nic && nic.i !== i)
+        add(join(pp, 'mac'), `interface ${p.interface} with MAC ${p.mac} is already claimed by ${nic.path}; one NIC cannot belong to two instances`);
+
+      const where = p.network === undefined ? 'the default network (no `network` set)' : `network ${q(p.network)}`;
+      const hint = 'if these guests are on separate tenant networks, set `network` on their ports to tell the networks apart';
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const addr = p[family];
+        if (addr === undefined) continue;
+        const dup = claim(`${family} ${p.network ?? ''} ${addr}`, i, pp);
+        if (dup) add(join(pp, family), `${addr} is already used by ${dup.path} in ${where}; ${hint}`);
+      }
+    });
+  });
+  return problems;
+}
+
+// ---- the whole file ---------------------------------------------------------------------------
+
+const listenIpv4 = fmt((s) => {
+  const o = parseIPv4(s);
+  if (!o) return { error: `${q(s)} is not a dotted-quad IPv4 address (no leading zeros)` };
+  return o[0] === 0 || o[0] >= 224 ? { error: `${s} cannot be a listen address` } : s;
+});
+
+const upstream = object({
+  url: httpUrl,
+  shared_secret: str({ min: 1, printable: true }),
+  cache_ttl_s: def(int(0, 86_400), 15),
+});
+
+const etcd = object({
+  endpoints: arr(httpUrl, { min: 1 }),
+  prefix: def(str({ max: 255, printable: true, pattern: /^\/(.*\/)?$/, what: 'a key prefix starting and ending with "/"' }), '/linkgate/'),
+});
+
+function topSpec(defaultHost: string) {
+  const host = fmt(checkHostname);
+  return {
+    listen: orEmpty(object({ ipv4: def(listenIpv4, DEFAULT_LISTEN_IPV4), port: def(int(1, 65_535), 80) })),
+    admin: orEmpty(object({ socket: def(absPath(107), '/run/linkgate/admin.sock') })),
+    host: ((v, path, out) => {
+      if (v !== undefined) return host(v, path, out);
+      const mine: Problem[] = [];
+      const r = host(defaultHost, path, mine);
+      for (const p of mine) out.push({ path, message: `${p.message} (this is the machine's host name; set \`host\`)` });
+      return r;
+    }) satisfies Check<string>,
+    state_dir: def(absPath(), '/var/lib/linkgate'),
+    ec2: orEmpty(object({ tokens: def(tokenMode, 'optional'), hop_limit: def(int(1, 64), 1) })),
+    limits: orEmpty(
+      object({
+        max_header_bytes: def(int(1024, 65_536), 8192),
+        header_timeout_ms: def(int(1, 300_000), 5000),
+        keepalive_timeout_ms: def(int(1, 3_600_000), 5000),
+        shutdown_grace_ms: def(int(1, 600_000), 5000),
+      }),
+    ),
+    default_backend: def(backendKind, 'embedded'),
+    backends: orEmpty(refine(object({ upstream: opt(upstream) }), compact)),
+    registry: orEmpty(refine(object({ etcd: opt(etcd) }), compact)),
+    instances: arr((v): unknown => v),
+  };
+}
+
+/** The whole configuration (parsed YAML or JSON). Reports every problem; fills defaults. */
+export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): ConfigResult {
+  const problems: Problem[] = [];
+  if (raw === null || raw === undefined) return { ok: false, problems: [{ path: '', message: 'the configuration is empty; it needs at least `instances`' }] };
+  const r = fields(topSpec(opts.hostname ?? machineHostname()), raw, '', problems);
+  if (r === BAD) return { ok: false, problems };
+
+  // Instances one by one (each knowing the listen address), then across the good ones.
+  const listen = r.listen === BAD ? DEFAULT_LISTEN_IPV4 : r.listen.ipv4;
+  const check = instanceCheck(listen);
+  const good: { at: number; instance: Instance }[] = [];
+  (r.instances === BAD ? [] : r.instances).forEach((x, at) => {
+    const instance = check(x, `instances[${at}]`, problems);
+    if (instance !== BAD) good.push({ at, instance });
+  });
+  problems.push(...checkInstanceSet(good.map((g) => g.instance), (k) => `instances[${good[k]!.at}]`));
+
+  // `upstream` anywhere needs backends.upstream (if it is there but invalid, that is reported already).
+  const backends = (raw as Record<string, unknown>)['backends']; // an object: `fields` accepted it
+  const upstreamGiven = isObject(backends) ? backends['upstream'] !== undefined : backends !== undefined;
+  if (!upstreamGiven) {
+    const why = "is 'upstream' but backends.upstream is not configured";
+    if (r.default_backend === 'upstream') problems.push({ path: 'default_backend', message: why });
+    (r.instances === BAD ? [] : r.instances).forEach((x, at) => {
+      if (isObject(x) && x['backend'] === 'upstream') problems.push({ path: `instances[${at}].backend`, message: why });
+    });
+  }
+
+  if (problems.length > 0 || !allGood(r)) return { ok: false, problems };
+  return { ok: true, config: { ...r, instances: good.map((g) => g.instance) } };
+}
