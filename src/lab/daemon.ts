@@ -3,6 +3,7 @@
  * `ip netns exec <hv> node <repo>/bin/linkgate serve --config FILE`. `ip netns exec` execs in
  * place, so the child's PID is the daemon's; it is only ever signalled by that PID.
  */
+import { inNetns } from './netns.js';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -70,8 +71,9 @@ const STOP_GRACE_MS = 10_000;
 
 export function startDaemon(lab: Lab, configFile: string, opts: DaemonOptions = {}): Promise<DaemonProc> {
   const bin = opts.bin ?? join(repoRoot(), 'bin', 'linkgate');
-  const argv = ['netns', 'exec', lab.hv, process.execPath, bin, 'serve', '--config', configFile, ...(opts.args ?? [])];
-  const child = spawn('ip', argv, {
+  // ip → env → node all exec in place: the child's PID is the daemon's.
+  const [cmd, ...argv] = inNetns(lab.hv, [process.execPath, bin, 'serve', '--config', configFile, ...(opts.args ?? [])]);
+  const child = spawn(cmd as string, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...(opts.env ?? {}) },
   });

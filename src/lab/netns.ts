@@ -22,6 +22,15 @@ export interface RunResult {
   readonly signal: NodeJS.Signals | null;
 }
 
+/**
+ * `ip netns exec NS env -u NODE_OPTIONS ...`: a test runner that wraps child_process (tap's
+ * processinfo injects its loader into NODE_OPTIONS of every spawn) must not follow into guests
+ * and daemons, so the variable is dropped after the namespace switch.
+ */
+export function inNetns(ns: string, argv: readonly string[]): string[] {
+  return ['ip', 'netns', 'exec', ns, 'env', '-u', 'NODE_OPTIONS', ...argv];
+}
+
 /** Runs argv[0] with the rest as arguments; resolves with everything, whatever the exit status. */
 export function runRaw(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [file, ...args] = argv;
@@ -80,12 +89,12 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
 
 /** `ip netns exec NS argv...` */
 export function nsExec(ns: string, argv: readonly string[], opts: RunOptions = {}): Promise<string> {
-  return run(['ip', 'netns', 'exec', ns, ...argv], opts);
+  return run(inNetns(ns, argv), opts);
 }
 
 /** `ip netns exec NS argv...`, resolving with the full result whatever the exit status. */
 export function nsExecRaw(ns: string, argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  return runRaw(['ip', 'netns', 'exec', ns, ...argv], opts);
+  return runRaw(inNetns(ns, argv), opts);
 }
 
 export async function addNetns(ns: string): Promise<void> {

@@ -15,6 +15,7 @@ import type { Logger } from '../model/log.js';
 export interface SockOpts {
   getMark(fd: number): number;
   setIpTtl(fd: number, ttl: number): void;
+  getIpTtl(fd: number): number;
 }
 
 export interface PipelineOptions {
@@ -140,8 +141,17 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
 
   function send(req: http.IncomingMessage, res: http.ServerResponse, out: DialectResponse, fd: number | undefined, close: boolean): void {
     if (out.ipTtl !== undefined && fd !== undefined && fd >= 0) {
+      // This response alone leaves with the hop limit; later ones on the connection do not.
       try {
+        const before = sockopts.getIpTtl(fd);
         sockopts.setIpTtl(fd, out.ipTtl);
+        res.once('finish', () => {
+          try {
+            if (!req.socket.destroyed) sockopts.setIpTtl(fd, before);
+          } catch {
+            /* the connection is gone */
+          }
+        });
       } catch (err) {
         log.warn({ err: String(err) }, 'cannot set IP_TTL');
       }

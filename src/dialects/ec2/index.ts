@@ -1,0 +1,75 @@
+/**
+ * The EC2 instance metadata dialect (IMDSv1 and IMDSv2), as cloud-init, botocore and the AWS
+ * SDKs speak it. A pure function of (request, context): no I/O, no clock but `req.now`.
+ *
+ * Order of checks: the token path (PUT mints, anything else 405) · method (GET/HEAD, else 405) ·
+ * session token (401) · path (404).
+ */
+import type { DialectContext, DialectRequest, DialectResponse } from '../types.js';
+import { TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, mintToken, parseTtl, verifyToken } from './token.js';
+import { TEXT, render, resolve, treeFor } from './tree.js';
+import { isVersion } from './versions.js';
+
+export { MAX_TTL_S, MIN_TTL_S, TOKEN_PATH, mintToken, verifyToken } from './token.js';
+export { VERSIONS } from './versions.js';
+
+/** Response header carrying the granted TTL on the token PUT, spelled as AWS documents it. */
+export const TTL_RESPONSE_HEADER = 'X-aws-ec2-metadata-token-ttl-seconds';
+
+const SERVER = 'EC2ws';
+
+/** True for the paths this dialect answers: `/`, `/latest[/...]`, `/<version>[/...]`. */
+export function isEc2Path(path: string): boolean {
+  if (path === '/') return true;
+  if (!path.startsWith('/')) return false;
+  const end = path.indexOf('/', 1);
+  return isVersion(path.slice(1, end === -1 ? undefined : end));
+}
+
+function reply(status: number, body: string, headers: Record<string, string> = {}): DialectResponse {
+  return { status, headers: { 'Content-Type': TEXT, ...headers, Server: SERVER }, body };
+}
+
+function methodNotAllowed(allow: string): DialectResponse {
+  return reply(405, 'Method Not Allowed', { Allow: allow });
+}
+
+function putToken(req: DialectRequest, ctx: DialectContext): DialectResponse {
+  // AWS refuses token requests that went through a proxy: they must come from the guest itself.
+  if (req.headers['x-forwarded-for'] !== undefined) return reply(403, 'Forbidden');
+  const ttl = parseTtl(req.headers[TTL_HEADER]);
+  if (ttl === undefined) return reply(400, 'Bad Request');
+  return {
+    ...reply(200, mintToken(ctx.tokenKey, ctx.instance.id, req.now, ttl), {
+      [TTL_RESPONSE_HEADER]: String(ttl),
+    }),
+    ipTtl: ctx.ec2.hop_limit,
+  };
+}
+
+/** undefined when the read may proceed, else the 401. */
+function authorize(req: DialectRequest, ctx: DialectContext): DialectResponse | undefined {
+  const token = req.headers[TOKEN_HEADER];
+  if (token === undefined) {
+    return ctx.ec2.tokens === 'required' ? reply(401, 'Unauthorized') : undefined;
+  }
+  // A token that is present but wrong is refused even when tokens are optional, as AWS does.
+  return verifyToken(ctx.tokenKey, ctx.instance.id, token.trim(), req.now)
+    ? undefined
+    : reply(401, 'Unauthorized');
+}
+
+export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {
+  if (req.path === TOKEN_PATH) {
+    return req.method === 'PUT' ? putToken(req, ctx) : methodNotAllowed('PUT');
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed('GET, HEAD');
+
+  const refused = authorize(req, ctx);
+  if (refused !== undefined) return refused;
+
+  const node = resolve(treeFor(ctx.instance), req.path);
+  if (node === undefined) return reply(404, 'Not Found');
+  const { type, body } = render(node, { port: ctx.port, now: req.now, since: ctx.since });
+  return reply(200, body, { 'Content-Type': type });
+}
