@@ -217,6 +217,18 @@ export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): 
     if (instance !== BAD) good.push({ at, instance });
   });
   problems.push(...checkInstanceSet(good.map((g) => g.instance), (k) => `instances[${good[k]!.at}]`));
+  // An invalid instance is left out of the set checks, but its id still collides: say so too.
+  const valid = new Set(good.map((g) => g.at));
+  const firstWithId = new Map<string, number>();
+  (r.instances === BAD ? [] : r.instances).forEach((x, at) => {
+    const id = isObject(x) ? x['id'] : undefined;
+    if (typeof id !== 'string') return;
+    const first = firstWithId.get(id);
+    if (first === undefined) firstWithId.set(id, at);
+    else if ((!valid.has(first) || !valid.has(at)) && !problems.some((p) => p.path === `instances[${at}].id`)) {
+      problems.push({ path: `instances[${at}].id`, message: `duplicate id ${q(id)}: instances[${first}] has it too` });
+    }
+  });
 
   // `upstream` anywhere needs backends.upstream (if it is there but invalid, that is reported already).
   const backends = (raw as Record<string, unknown>)['backends']; // an object: `fields` accepted it

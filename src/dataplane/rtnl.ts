@@ -88,7 +88,8 @@ export class Rtnl {
     for (const r of await this.ownRoutes()) {
       await this.req
         .delRoute(
-          { family: AF_INET, dstLen: 32, table: r.table < 256 ? r.table : 0, protocol: RT_PROTO_LINKGATE as never },
+          // Scope NOWHERE matches a route of any scope on delete.
+          { family: AF_INET, dstLen: 32, table: r.table < 256 ? r.table : 0, protocol: RT_PROTO_LINKGATE as never, scope: 'NOWHERE' },
           { dst: ipv4ToBuffer(r.dst), table: r.table, ...(r.oif !== undefined ? { oif: r.oif } : {}) },
           TIMEOUT,
         )

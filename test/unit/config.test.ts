@@ -395,8 +395,10 @@ t.test('every problem is reported at once', async (t) => {
     'instances[3].region',
     'instances[2].id',
     'instances[2].ports[0].ipv4',
+    'instances[1].id',
     'default_backend',
   ]);
+  t.match(ps.find((p) => p.path === 'instances[1].id')?.message, /duplicate id "dup": instances\[0\] has it too/, 'an invalid instance still collides by id');
   t.match(ps.find((p) => p.path === 'instances[2].id')?.message, /duplicate id "dup": instances\[1\] has it too/);
 });
 
