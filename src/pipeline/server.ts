@@ -5,10 +5,10 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { ec2, isEc2Path } from '../dialects/ec2/index.js';
 import type { DialectRequest, DialectResponse } from '../dialects/types.js';
 import type { Registry, Bound } from '../identity/registry.js';
 import { ec2OptionsFor, type Config } from '../model/instance.js';
+import { dialectFor } from './router.js';
 import type { Logger } from '../model/log.js';
 
 /** The syscalls Node lacks (native-bindings/). */
@@ -131,7 +131,8 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
     };
     let out: DialectResponse;
     try {
-      out = isEc2Path(dreq.path) ? ec2(dreq, ctx) : text(404, 'Not Found\n');
+      const dialect = dialectFor(dreq.path);
+      out = dialect ? dialect.handle(dreq, ctx) : text(404, 'Not Found\n');
     } catch (err) {
       log.error({ err: String(err), path: dreq.path, instance: bound.instance.id }, 'dialect failed');
       out = text(500, 'Internal Server Error\n');
