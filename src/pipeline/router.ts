@@ -1,0 +1,30 @@
+/**
+ * Which dialect answers a path. Adding a cloud is one entry here plus its folder under
+ * dialects/; the first entry whose `matches` says yes answers.
+ */
+import { azure, azureRefusal, isAzurePath } from '../dialects/azure/index.js';
+import { ec2, isEc2Path } from '../dialects/ec2/index.js';
+import { gce, gceRefusal, isGcePath } from '../dialects/gce/index.js';
+import { isOpenStackPath, openstack, openstackError } from '../dialects/openstack/index.js';
+import type { DialectContext, DialectRequest, DialectResponse } from '../dialects/types.js';
+import type { DialectName } from '../model/instance.js';
+
+export interface DialectEntry {
+  /** Also the key of its per-instance rate limit (limits.rate_per_s). */
+  readonly name: DialectName;
+  matches(path: string): boolean;
+  handle(req: DialectRequest, ctx: DialectContext): DialectResponse;
+  /** The dialect's own answer when the pipeline refuses: 429 rate limited, 503 too many held. */
+  refuse?(status: 429 | 503): DialectResponse;
+}
+
+export const DIALECTS: readonly DialectEntry[] = [
+  { name: 'ec2', matches: isEc2Path, handle: ec2 },
+  { name: 'gce', matches: isGcePath, handle: gce, refuse: gceRefusal },
+  { name: 'openstack', matches: isOpenStackPath, handle: openstack, refuse: (s) => openstackError(s) },
+  { name: 'azure', matches: isAzurePath, handle: azure, refuse: azureRefusal },
+];
+
+export function dialectFor(path: string): DialectEntry | undefined {
+  return DIALECTS.find((d) => d.matches(path));
+}
