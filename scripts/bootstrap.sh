@@ -40,6 +40,8 @@ checks=(
   "iputils-ping|cmd:ping"
   "procps|cmd:sysctl"
   "python3|cmd:python3"
+  "iputils-arping|cmd:arping"
+  "ndisc6|cmd:ndisc6"
   "make|cmd:make"
   "g++|cmd:g++"
   "build-essential|file:/usr/include/stdio.h"

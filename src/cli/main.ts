@@ -99,7 +99,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     case 'lab': {
       const sub = positionals[0];
-      if (sub === 'up' && positionals.length === 1) return labUpCommand({ guests: guests ?? 2, ...(values.prefix ? { prefix: values.prefix } : {}) });
+      if (sub === 'up' && positionals.length === 1)
+        return labUpCommand({ guests: guests ?? 2, ...(values.prefix ? { prefix: values.prefix } : {}) });
       if (sub === 'down' && positionals.length === 1) return labDownCommand(values.prefix);
       return usage('lab', 2);
     }

@@ -64,7 +64,7 @@ export function parseIPv6(s: string): number[] | undefined {
 export function formatIPv6(g: readonly number[]): string {
   let start = -1;
   let len = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && g[j] === 0) j++;
     if (j - i > len) [start, len] = [i, j - i];

@@ -57,9 +57,7 @@ export function fail(out: Problem[], path: string, message: string): Bad {
 export function wrongType(out: Problem[], path: string, expected: string, v: unknown): Bad {
   if (v === undefined) return fail(out, path, 'is required');
   const hint =
-    expected.startsWith('a string') && (typeof v === 'number' || typeof v === 'boolean')
-      ? ' (quote it to make it a string)'
-      : '';
+    expected.startsWith('a string') && (typeof v === 'number' || typeof v === 'boolean') ? ' (quote it to make it a string)' : '';
   return fail(out, path, `expected ${expected}, found ${describe(v)}${hint}`);
 }
 
@@ -86,8 +84,7 @@ export const str =
     if (typeof v !== 'string') return wrongType(out, path, 'a string', v);
     if (r.min !== undefined && v.length < r.min)
       return fail(out, path, r.min === 1 ? 'must not be empty' : `must be at least ${r.min} characters long`);
-    if (r.max !== undefined && v.length > r.max)
-      return fail(out, path, `must be at most ${r.max} characters long, found ${v.length}`);
+    if (r.max !== undefined && v.length > r.max) return fail(out, path, `must be at most ${r.max} characters long, found ${v.length}`);
     if (r.maxBytes !== undefined && Buffer.byteLength(v, 'utf8') > r.maxBytes)
       return fail(out, path, `must be at most ${r.maxBytes} bytes (UTF-8), found ${Buffer.byteLength(v, 'utf8')}`);
     if (r.printable && CONTROL.test(v)) return fail(out, path, 'must not contain control characters or line breaks');
@@ -212,8 +209,7 @@ function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
-    for (let j = 1; j <= b.length; j++)
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     prev = cur;
   }
   return prev[b.length]!;

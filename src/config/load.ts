@@ -36,7 +36,7 @@ function yamlErrors(text: string, opts: { schema?: 'json' } = {}): { errors: Pro
     const at = lines.linePos(e.pos[0]);
     return root(`${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'YAML syntax error'} at line ${at.line}, column ${at.col}: ${e.message}`);
   });
-  return { errors, value: () => doc.toJS({ maxAliasCount: 100 }) };
+  return { errors, value: (): unknown => doc.toJS({ maxAliasCount: 100 }) };
 }
 
 function parseYaml(text: string): Parsed {

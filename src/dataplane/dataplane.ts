@@ -10,7 +10,16 @@
  */
 import type { Logger } from '../model/log.js';
 import { networkRuleMatch } from './mark.js';
-import { applyNft, elementKey, readCounters, renderDeleteTable, renderElementChanges, renderTable, type MapElement, type TableSpec } from './nft.js';
+import {
+  applyNft,
+  elementKey,
+  readCounters,
+  renderDeleteTable,
+  renderElementChanges,
+  renderTable,
+  type MapElement,
+  type TableSpec,
+} from './nft.js';
 import { Rtnl, type LinkInfo } from './rtnl.js';
 import { writeSysctl } from './sysctl.js';
 
@@ -85,7 +94,7 @@ export class Dataplane {
     }
     await this.ensureRule(0);
     this.rtnl.watchLinks(
-      () => this.reconcile(),
+      () => void this.reconcile(), // never rejects: reconcile logs its own failures
       (err) => log.error({ err: err.message }, 'link event socket failed'),
     );
     await this.reconcile();
@@ -142,7 +151,8 @@ export class Dataplane {
     const del: Installed[] = [];
     for (const [key, cur] of this.installed) {
       const w = want.get(key);
-      if (!w || w.binding.mark !== cur.binding.mark || w.link.index !== cur.ifindex || w.binding.network !== cur.binding.network) del.push(cur);
+      if (!w || w.binding.mark !== cur.binding.mark || w.link.index !== cur.ifindex || w.binding.network !== cur.binding.network)
+        del.push(cur);
     }
     for (const [key, w] of want) {
       const cur = this.installed.get(key);

@@ -21,7 +21,7 @@ export function makeMark(network: number, slot: number): number {
 
 /** Undefined when the mark was not set by linkgate. */
 export function parseMark(mark: number): { network: number; slot: number } | undefined {
-  if (((mark & MARK_TAG_MASK) >>> 0) !== MARK_TAG) return undefined;
+  if ((mark & MARK_TAG_MASK) >>> 0 !== MARK_TAG) return undefined;
   const slot = mark & SLOT_MASK;
   if (slot === 0) return undefined;
   return { network: (mark & NETWORK_MASK) >>> NETWORK_SHIFT, slot };

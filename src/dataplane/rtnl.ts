@@ -157,9 +157,7 @@ export class Rtnl {
 
   async delAddress(ifindex: number, ipv4: string): Promise<void> {
     const ip = ipv4ToBuffer(ipv4);
-    await this.req
-      .delAddress({ family: AF_INET, prefixlen: 32, index: ifindex }, { local: ip, address: ip }, TIMEOUT)
-      .catch(ignoreMissing);
+    await this.req.delAddress({ family: AF_INET, prefixlen: 32, index: ifindex }, { local: ip, address: ip }, TIMEOUT).catch(ignoreMissing);
   }
 
   close(): void {

@@ -75,7 +75,13 @@ export class Registry extends EventEmitter {
 
   /** What the dataplane installs. */
   bindings(): Binding[] {
-    return [...this.byKey.values()].map((b) => ({ ifname: b.port.interface, mac: b.port.mac, ipv4: b.port.ipv4, mark: b.mark, network: b.network }));
+    return [...this.byKey.values()].map((b) => ({
+      ifname: b.port.interface,
+      mac: b.port.mac,
+      ipv4: b.port.ipv4,
+      mark: b.mark,
+      network: b.network,
+    }));
   }
 
   /**

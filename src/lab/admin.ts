@@ -4,7 +4,8 @@ import http from 'node:http';
 export function adminRequest(socketPath: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string | number> = payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) };
+    const headers: Record<string, string | number> =
+      payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) };
     const req = http.request({ socketPath, path, method, headers, timeout: 5000 }, (res) => {
       let text = '';
       res.setEncoding('utf8').on('data', (d: string) => (text += d));
@@ -23,4 +24,5 @@ export function adminRequest(socketPath: string, method: string, path: string, b
   });
 }
 
-export const adminGet = (socketPath: string, path: string): Promise<{ status: number; body: unknown }> => adminRequest(socketPath, 'GET', path);
+export const adminGet = (socketPath: string, path: string): Promise<{ status: number; body: unknown }> =>
+  adminRequest(socketPath, 'GET', path);

@@ -23,7 +23,9 @@ export async function labDownCommand(prefix: string | undefined): Promise<number
     return prefix ? 1 : 0;
   }
   for (const r of results) {
-    process.stdout.write(`removed lab ${r.prefix}: ${r.namespaces.length} namespaces${r.pids.length ? `, stopped pids ${r.pids.join(' ')}` : ''}\n`);
+    process.stdout.write(
+      `removed lab ${r.prefix}: ${r.namespaces.length} namespaces${r.pids.length ? `, stopped pids ${r.pids.join(' ')}` : ''}\n`,
+    );
   }
   return 0;
 }

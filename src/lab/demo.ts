@@ -93,7 +93,8 @@ export async function runDemo(opts: { guests: number }): Promise<number> {
     }
 
     say(table(rows));
-    const stats = (await adminGet(config.admin.socket, '/v1/stats').catch(() => undefined))?.body as { kernel?: Record<string, number> } | undefined;
+    const stats = (await adminGet(config.admin.socket, '/v1/stats').catch(() => undefined))?.body as
+      { kernel?: Record<string, number> } | undefined;
     if (stats?.kernel) say(`\nkernel counters: ${JSON.stringify(stats.kernel)}`);
     say(ok ? '\nevery guest got its own identity; the forged one got nothing' : '\nSOMETHING IS WRONG: see the table');
   } catch (err) {

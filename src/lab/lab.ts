@@ -334,19 +334,11 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     saveState();
     await addNetns(g.ns);
     // Created inside hv; the peer goes straight into the guest namespace.
-    await run(['ip', '-n', hv, 'link', 'add', g.hostIf, 'type', 'veth',
-      'peer', 'name', 'eth0', 'address', g.mac, 'netns', g.ns]);
+    await run(['ip', '-n', hv, 'link', 'add', g.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'address', g.mac, 'netns', g.ns]);
     await run(['ip', '-n', hv, 'link', 'set', g.hostIf, 'up']);
-    const route = g.mode === 'onlink'
-      ? `route add ${METADATA_IPV4}/32 dev eth0`
-      : `route add default via ${gateway} dev eth0 onlink`;
+    const route = g.mode === 'onlink' ? `route add ${METADATA_IPV4}/32 dev eth0` : `route add default via ${gateway} dev eth0 onlink`;
     await run(['ip', '-n', g.ns, '-batch', '-'], {
-      input: [
-        'link set lo up',
-        'link set eth0 up',
-        `addr add ${g.ipv4}/${g.prefixLen} dev eth0`,
-        route,
-      ].join('\n') + '\n',
+      input: ['link set lo up', 'link set eth0 up', `addr add ${g.ipv4}/${g.prefixLen} dev eth0`, route].join('\n') + '\n',
     });
     await nsExec(g.ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
     guests.set(g.index, g);
@@ -500,8 +492,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       const t = o.timeoutS ?? 5;
       const head = o.method?.toUpperCase() === 'HEAD';
       const withHeaders = head || o.responseHeaders === true;
-      const argv = ['curl', '-q', '-sS', '-g', '--path-as-is', '--noproxy', '*',
-        '-m', String(t), '-o', '-', '-w', '\n%{http_code}'];
+      const argv = ['curl', '-q', '-sS', '-g', '--path-as-is', '--noproxy', '*', '-m', String(t), '-o', '-', '-w', '\n%{http_code}'];
       if (head) argv.push('--head');
       else {
         if (o.responseHeaders === true) argv.push('-D', '-');

@@ -67,8 +67,7 @@ export type Decision =
 
 const drop = (proto: 'arp' | 'nd' | 'other', reason: DropReason): Decision => ({ action: 'drop', proto, reason });
 
-const wireReason = (e: WireError): DropReason =>
-  e === 'truncated' ? 'truncated' : e === 'bad-checksum' ? 'bad-checksum' : 'malformed';
+const wireReason = (e: WireError): DropReason => (e === 'truncated' ? 'truncated' : e === 'bad-checksum' ? 'bad-checksum' : 'malformed');
 
 /** Validates and canonicalises a config; throws on bad addresses (a configuration error). */
 export function neighborConfig(c: NeighborConfig): NeighborConfig {

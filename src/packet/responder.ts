@@ -83,7 +83,7 @@ export class NeighborResponder {
 
   constructor(private readonly opts: NeighborResponderOptions) {
     if (!IFNAME_RE.test(opts.ifname)) throw new Error(`bad interface name ${opts.ifname}`);
-    const c = (opts.counters ?? {}) as Partial<ResponderCounters>;
+    const c: Partial<ResponderCounters> = opts.counters ?? {};
     for (const n of RESPONDER_COUNTERS) c[n] ??= 0;
     this.counters = c as ResponderCounters;
     this.log = opts.log ?? silentLogger;

@@ -76,9 +76,7 @@ export interface OtherIcmpv6Repr {
 export type Icmpv6Repr = NeighborSolicitRepr | NeighborAdvertRepr | OtherIcmpv6Repr;
 
 export type ParsedIcmpv6 =
-  | (NeighborSolicitRepr & { readonly options: NdpOptions })
-  | (NeighborAdvertRepr & { readonly options: NdpOptions })
-  | OtherIcmpv6Repr;
+  (NeighborSolicitRepr & { readonly options: NdpOptions }) | (NeighborAdvertRepr & { readonly options: NdpOptions }) | OtherIcmpv6Repr;
 
 /** Walks NDP options (8-byte units; a zero length is illegal and refuses the whole message). */
 export function parseNdpOptions(bytes: Uint8Array, max = NDP_MAX_OPTIONS): Parsed<NdpOptions> {

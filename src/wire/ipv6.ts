@@ -128,10 +128,7 @@ export interface Ipv6UpperLayer {
  * Walks the extension headers of `repr.payload` (at most `max`) to the upper-layer protocol.
  * ESP (50) and unknown types end the walk and are returned as the protocol.
  */
-export function ipv6UpperLayer(
-  repr: Pick<Ipv6Repr, 'nextHeader' | 'payload'>,
-  max = IPV6_MAX_EXT_HEADERS,
-): Parsed<Ipv6UpperLayer> {
+export function ipv6UpperLayer(repr: Pick<Ipv6Repr, 'nextHeader' | 'payload'>, max = IPV6_MAX_EXT_HEADERS): Parsed<Ipv6UpperLayer> {
   const p = repr.payload;
   let nh = repr.nextHeader;
   let off = 0;

@@ -64,10 +64,7 @@ export interface Served {
  * A lab with `guests` guests and the daemon running in its hypervisor namespace; `edit` may change
  * the config before it is written. Everything is torn down when `t` ends.
  */
-export async function withServedLab(
-  t: Teardownable,
-  opts: LabOptions & { edit?: (c: LabConfig, lab: Lab) => void },
-): Promise<Served> {
+export async function withServedLab(t: Teardownable, opts: LabOptions & { edit?: (c: LabConfig, lab: Lab) => void }): Promise<Served> {
   const lab = await withLab(t, opts);
   const config = lab.config();
   opts.edit?.(config, lab);

@@ -27,9 +27,16 @@ t.test('IMDSv2: tokens are per instance; required mode; XFF refused', async (t) 
   const tok3 = await lab.curl(3, '/latest/api/token', { method: 'PUT', headers: TTL });
   t.equal((await lab.curl(3, ID, { headers: { 'X-aws-ec2-metadata-token': tok3.body } })).body, config.instances[2]?.id);
 
-  t.equal((await lab.curl(1, '/latest/api/token', { method: 'PUT', headers: { ...TTL, 'X-Forwarded-For': '1.2.3.4' } })).status, 403, 'XFF on token PUT: 403');
+  t.equal(
+    (await lab.curl(1, '/latest/api/token', { method: 'PUT', headers: { ...TTL, 'X-Forwarded-For': '1.2.3.4' } })).status,
+    403,
+    'XFF on token PUT: 403',
+  );
   t.equal((await lab.curl(1, '/latest/api/token', { method: 'PUT' })).status, 400, 'missing TTL: 400');
-  t.equal((await lab.curl(1, '/latest/api/token', { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '21601' } })).status, 400);
+  t.equal(
+    (await lab.curl(1, '/latest/api/token', { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '21601' } })).status,
+    400,
+  );
   t.equal((await lab.curl(1, ID, { method: 'POST', body: 'x' })).status, 405);
   const head = await lab.curl(1, ID, { method: 'HEAD', responseHeaders: true });
   t.equal(head.status, 200);
@@ -48,8 +55,16 @@ t.test('the token response leaves with IP TTL 1 (hop limit), later responses wit
   await new Promise((r) => setTimeout(r, 1000));
   // One connection: the PUT, then a GET on the same connection (curl reuses it).
   const both = await lab.exec(1, [
-    'curl', '-s', '-X', 'PUT', '-H', 'X-aws-ec2-metadata-token-ttl-seconds: 60', 'http://169.254.169.254/latest/api/token',
-    '--next', '-s', 'http://169.254.169.254/latest/meta-data/hostname',
+    'curl',
+    '-s',
+    '-X',
+    'PUT',
+    '-H',
+    'X-aws-ec2-metadata-token-ttl-seconds: 60',
+    'http://169.254.169.254/latest/api/token',
+    '--next',
+    '-s',
+    'http://169.254.169.254/latest/meta-data/hostname',
   ]);
   t.match(both, /guest-1$/);
   const out = (await capture).stdout;
@@ -72,7 +87,9 @@ t.test('malformed HTTP gets 400, oversized headers 431, other guests undisturbed
   t.match(garbage, /^HTTP\/1\.1 400 /, 'garbage: 400');
   const badVersion = JSON.parse(await lab.exec(1, [process.execPath, '-e', raw('GET / HTTP/9.9\r\n\r\n')])) as string;
   t.match(badVersion, /^HTTP\/1\.1 (400|505) /, 'bad version: refused');
-  const huge = JSON.parse(await lab.exec(1, [process.execPath, '-e', raw(`GET ${ID} HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`)])) as string;
+  const huge = JSON.parse(
+    await lab.exec(1, [process.execPath, '-e', raw(`GET ${ID} HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`)]),
+  ) as string;
   t.match(huge, /^HTTP\/1\.1 431 /, 'oversized headers: 431');
   t.notMatch(huge, /i-/, 'and no data');
   const badPath = await lab.curl(1, '/latest/meta-data/%E0%A4%A', {});

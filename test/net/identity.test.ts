@@ -55,7 +55,13 @@ t.test('an unconfigured port is refused; a port created later is served within 2
       c.instances.push({
         id: `i-${lab.prefix}-late`,
         hostname: 'late-guest',
-        ports: [{ interface: `${lab.prefix}t${next}`, mac: g1.mac.replace(/..$/, next.toString(16).padStart(2, '0')), ipv4: g1.ipv4.replace(/\d+$/, String(10 + next)) }],
+        ports: [
+          {
+            interface: `${lab.prefix}t${next}`,
+            mac: g1.mac.replace(/..$/, next.toString(16).padStart(2, '0')),
+            ipv4: g1.ipv4.replace(/\d+$/, String(10 + next)),
+          },
+        ],
       });
     },
   });
@@ -63,7 +69,10 @@ t.test('an unconfigured port is refused; a port created later is served within 2
   t.equal(unconfigured.status, 0, 'unconfigured port: no answer');
 
   const before = await hvState(lab);
-  t.notOk(before.routes.some((r) => r.includes(`${lab.prefix}t4`)), 'no route for an interface that does not exist');
+  t.notOk(
+    before.routes.some((r) => r.includes(`${lab.prefix}t4`)),
+    'no route for an interface that does not exist',
+  );
 
   const g4 = await lab.addGuest();
   t.equal(g4.hostIf, `${lab.prefix}t4`);
@@ -80,11 +89,14 @@ t.test('an unconfigured port is refused; a port created later is served within 2
   t.notMatch(map, new RegExp(`${lab.prefix}t4`), 'its map element is gone');
   t.match(map, new RegExp(`${lab.prefix}t1`), 'the others stay');
   const after = await hvState(lab);
-  t.notOk(after.routes.some((r) => r.startsWith(g4.ipv4)), 'its route is gone');
+  t.notOk(
+    after.routes.some((r) => r.startsWith(g4.ipv4)),
+    'its route is gone',
+  );
   t.equal((await lab.curl(1, ID)).body, config.instances[0]?.id, 'guest 1 unaffected');
 });
 
-t.test('16 concurrent guests x 200 requests: every answer is the sender\'s own id', async (t) => {
+t.test("16 concurrent guests x 200 requests: every answer is the sender's own id", async (t) => {
   const { lab, config } = await withServedLab(t, { guests: 16 });
   // One Node process per guest, new TCP connection per request (as cloud-init and the SDKs do),
   // 4 in flight at a time; it prints how often it saw each body.

@@ -27,8 +27,7 @@ t.test('lab', { skip: isRoot ? false : 'needs root' }, async (t) => {
   const lab = await withLab(t, { guests: 3 });
   const { prefix, hv } = lab;
   t.match(prefix, /^lg[0-9a-f]{4}$/);
-  const mine = async (): Promise<string[]> =>
-    (await listNetns()).filter((n) => n === `${prefix}-hv` || n.startsWith(`${prefix}-g`)).sort();
+  const mine = async (): Promise<string[]> => (await listNetns()).filter((n) => n === `${prefix}-hv` || n.startsWith(`${prefix}-g`)).sort();
 
   t.same(await mine(), [`${prefix}-g1`, `${prefix}-g2`, `${prefix}-g3`, hv]);
   t.ok(existsSync(`${LAB_STATE_DIR}/${prefix}.json`), 'state file written');
@@ -68,8 +67,14 @@ t.test('lab', { skip: isRoot ? false : 'needs root' }, async (t) => {
   const st = await hvState(lab);
   t.same(st.tables, [], 'no nftables tables in hv');
   t.ok(st.loAddrs.includes('10.77.0.1/32'), 'gateway on hv lo');
-  t.notOk(st.loAddrs.some((a) => a.startsWith('169.254.169.254')), 'the lab does not add the metadata address');
-  t.notOk(st.routes.some((r) => /10\.77\.0\.1[1-9]/.test(r)), 'no routes to guests in hv');
+  t.notOk(
+    st.loAddrs.some((a) => a.startsWith('169.254.169.254')),
+    'the lab does not add the metadata address',
+  );
+  t.notOk(
+    st.routes.some((r) => /10\.77\.0\.1[1-9]/.test(r)),
+    'no routes to guests in hv',
+  );
 
   // The gateway is answered by the hv kernel over ARP on the guest's port (hv has no route back,
   // so the ping itself gets no reply). With rp_filter on in hv, ARP needs that route: skip then.
@@ -83,9 +88,11 @@ t.test('lab', { skip: isRoot ? false : 'needs root' }, async (t) => {
       const neigh = JSON.parse(await lab.exec(2, ['ip', '-j', 'neigh', 'show', lab.gateway, 'dev', 'eth0'])) as Array<{
         lladdr?: string;
       }>;
-      const hostMac = (JSON.parse(await run(['ip', '-n', hv, '-j', 'link', 'show', 'dev', g2.hostIf])) as Array<{
-        address: string;
-      }>)[0]?.address;
+      const hostMac = (
+        JSON.parse(await run(['ip', '-n', hv, '-j', 'link', 'show', 'dev', g2.hostIf])) as Array<{
+          address: string;
+        }>
+      )[0]?.address;
       t.equal(neigh[0]?.lladdr, hostMac, 'gateway resolves to the hv port MAC');
     }),
     lab.curl(1, '/latest/meta-data/', { timeoutS: 0.5 }),
@@ -94,12 +101,23 @@ t.test('lab', { skip: isRoot ? false : 'needs root' }, async (t) => {
   t.not(noDaemon.exitCode, 0);
 
   // curl plumbing against a throwaway server inside guest 3 (on its own loopback).
-  const srv = spawn('ip', ['netns', 'exec', lab.guest(3).ns, process.execPath, '-e', `
+  const srv = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      lab.guest(3).ns,
+      process.execPath,
+      '-e',
+      `
     require('http').createServer((q, s) => {
       let b = ''; q.on('data', (d) => b += d);
       q.on('end', () => { s.setHeader('X-Method', q.method); s.setHeader('X-H', q.headers['x-h'] || '');
         s.statusCode = 201; s.end(q.url + '|' + b); });
-    }).listen(8099, '127.0.0.1', () => console.log('up'));`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    }).listen(8099, '127.0.0.1', () => console.log('up'));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   t.teardown(() => {
     if (srv.exitCode === null && srv.pid !== undefined) process.kill(srv.pid, 'SIGKILL');
   });
@@ -147,7 +165,10 @@ t.test('labDown from the state file', { skip: isRoot ? false : 'needs root' }, a
   const lab = await createLab({ guests: 2 });
   t.teardown(() => lab.down());
   const res = await labDown(lab.prefix);
-  t.same(res.map((r) => r.prefix), [lab.prefix]);
+  t.same(
+    res.map((r) => r.prefix),
+    [lab.prefix],
+  );
   t.same(
     (await listNetns()).filter((n) => n.startsWith(`${lab.prefix}-`)),
     [],

@@ -47,7 +47,10 @@ t.test('SIGTERM: in-flight request finishes, then no table, route, rule or addre
   t.match(response, new RegExp(`${config.instances[0]?.id}$`), 'with its own id');
   t.same(exit, { code: 0, signal: null }, 'exit 0');
   t.ok(Date.now() - t0 < 3000 + 2000, 'within the grace period');
-  t.ok(daemon.lines().some((l) => l.msg === 'stopped'), 'logged "stopped"');
+  t.ok(
+    daemon.lines().some((l) => l.msg === 'stopped'),
+    'logged "stopped"',
+  );
 
   const after = ours(await hvState(lab));
   t.same(after, { tables: [], routes: [], rules: [], metadataAddr: [] }, 'nothing of ours left');
@@ -85,7 +88,10 @@ t.test('kill -9, then restart: serves again with exactly one of everything', asy
 
   const again = await startDaemon(lab, configPath);
   t.teardown(() => again.stop());
-  t.ok(again.lines().some((l) => l.msg === 'removed routes and rules left by an earlier run'), 'the new run noticed');
+  t.ok(
+    again.lines().some((l) => l.msg === 'removed routes and rules left by an earlier run'),
+    'the new run noticed',
+  );
   const state = ours(await hvState(lab));
   t.same(state.tables, ['table inet linkgate'], 'exactly one table');
   t.equal(state.routes.length, 2, 'one route per guest, no duplicates');

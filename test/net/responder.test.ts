@@ -109,7 +109,15 @@ function neighborSolicit(o: NsOpts = {}): Buffer {
       icmp.writeUInt16BE(internetChecksum(icmp, ph), 2);
     }
   }
-  const ip = emitIpv6Packet({ src: srcIp, dst: group, nextHeader: 58, hopLimit: o.hopLimit ?? 255, trafficClass: 0, flowLabel: 0, payload: icmp });
+  const ip = emitIpv6Packet({
+    src: srcIp,
+    dst: group,
+    nextHeader: 58,
+    hopLimit: o.hopLimit ?? 255,
+    trafficClass: 0,
+    flowLabel: 0,
+    payload: icmp,
+  });
   if (o.payloadLength !== undefined) ip.writeUInt16BE(o.payloadLength, 4);
   return emitEthernet({
     dst: ipv6MulticastMac(group) ?? '',
@@ -154,7 +162,13 @@ t.test('decide: answers like the kernel, refuses the rest', async (t) => {
     const e = parseEthernet(arp.frame);
     t.ok(e.ok && e.value.dst === GUEST_MAC && e.value.src === HOST_MAC && e.value.vlans.length === 0);
     const a = e.ok ? parseArp(e.value.payload) : undefined;
-    t.same(a?.ok ? a.value : undefined, { operation: ARP_REPLY, senderMac: HOST_MAC, senderIp: V4, targetMac: GUEST_MAC, targetIp: GUEST_V4 });
+    t.same(a?.ok ? a.value : undefined, {
+      operation: ARP_REPLY,
+      senderMac: HOST_MAC,
+      senderIp: V4,
+      targetMac: GUEST_MAC,
+      targetIp: GUEST_V4,
+    });
   }
 
   // DAD probe for the address: answered to all-nodes, not solicited.
@@ -181,7 +195,13 @@ t.test('decide: answers like the kernel, refuses the rest', async (t) => {
     const d = decide(frame, c);
     t.equal(d.action, 'drop', what);
     const reason = d.action === 'drop' ? d.reason : '';
-    const expect = { malformed: 'malformed', bad_checksum: 'bad-checksum', truncated: 'truncated', oversized: 'oversized', vlan_tagged: 'vlan-tagged' }[counter as string];
+    const expect = {
+      malformed: 'malformed',
+      bad_checksum: 'bad-checksum',
+      truncated: 'truncated',
+      oversized: 'oversized',
+      vlan_tagged: 'vlan-tagged',
+    }[counter as string];
     t.equal(reason, expect, `${what}: ${reason}`);
   }
 
@@ -353,118 +373,153 @@ while time.time() < end:
 print(n)
 `;
 
-t.test('responder in a namespace answers ARP and NDP the kernel ignores', { skip: isRoot ? false : 'needs root', timeout: 90_000 }, async (t) => {
-  if (!existsSync(DIST)) sh(['bash', `${ROOT}scripts/bootstrap.sh`]);
-  const id = randomBytes(3).toString('hex');
-  const A = `lgr${id}-a`;
-  const B = `lgr${id}-b`;
-  const X = `lgr${id}x`;
-  const Y = `lgr${id}y`;
-  const children: ChildProcessWithoutNullStreams[] = [];
-  t.teardown(() => {
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
-        try {
-          process.kill(c.pid, 'SIGKILL');
-        } catch {
-          /* gone */
+t.test(
+  'responder in a namespace answers ARP and NDP the kernel ignores',
+  { skip: isRoot ? false : 'needs root', timeout: 90_000 },
+  async (t) => {
+    if (!existsSync(DIST)) sh(['bash', `${ROOT}scripts/bootstrap.sh`]);
+    const id = randomBytes(3).toString('hex');
+    const A = `lgr${id}-a`;
+    const B = `lgr${id}-b`;
+    const X = `lgr${id}x`;
+    const Y = `lgr${id}y`;
+    const children: ChildProcessWithoutNullStreams[] = [];
+    t.teardown(() => {
+      for (const c of children) {
+        if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
+          try {
+            process.kill(c.pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
         }
       }
-    }
-    for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
-  });
-  sh(['ip', 'netns', 'add', A]);
-  sh(['ip', 'netns', 'add', B]);
-  sh(['ip', '-n', A, 'link', 'add', X, 'mtu', '9000', 'type', 'veth', 'peer', 'name', Y, 'mtu', '9000', 'netns', B]);
-  sh(['ip', '-n', A, 'link', 'set', X, 'address', HOST_MAC, 'up']);
-  sh(['ip', '-n', B, 'link', 'set', Y, 'address', GUEST_MAC, 'up']);
-  sh(['ip', 'netns', 'exec', A, 'sysctl', '-qw', `net.ipv4.conf.${X}.arp_ignore=8`, `net.ipv6.conf.${X}.disable_ipv6=0`]);
-  sh(['ip', '-n', B, 'addr', 'add', `${GUEST_V4}/24`, 'dev', Y]);
-  sh(['ip', '-n', B, 'route', 'add', V4, 'dev', Y, 'scope', 'link']);
-  sh(['ip', '-n', B, '-6', 'addr', 'add', `${GUEST_V6}/64`, 'dev', Y, 'nodad']);
-
-  // Nothing answers before the responder runs (the kernel in A has no address and arp_ignore=8).
-  if (has('arping')) {
-    const before = sh(['ip', 'netns', 'exec', B, 'arping', '-c', '1', '-w', '1', '-I', Y, V4], true);
-    t.match(before, /Received 0 response/, 'no ARP answer without the responder');
-  }
-
-  const child = spawn('ip', ['netns', 'exec', A, 'env', '-u', 'NODE_OPTIONS', 'node', '--input-type=module', '-e', CHILD, DIST, JSON.stringify({ ifname: X, ipv4: V4, ipv6: V6 })], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const lines = createInterface({ input: child.stdout });
-  const waiting: Array<(l: string) => void> = [];
-  lines.on('line', (l) => waiting.shift()?.(l));
-  const nextLine = (ms = 10_000): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`responder child: no output in ${ms} ms; stderr: ${stderr}`)), ms);
-      waiting.push((l) => {
-        clearTimeout(timer);
-        resolve(l);
-      });
+      for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
     });
-  const counters = async (): Promise<ResponderCounters> => {
-    const p = nextLine();
-    child.stdin.write('counters\n');
-    return JSON.parse(await p) as ResponderCounters;
-  };
-  t.equal(await nextLine(), 'ready', 'responder started in A');
+    sh(['ip', 'netns', 'add', A]);
+    sh(['ip', 'netns', 'add', B]);
+    sh(['ip', '-n', A, 'link', 'add', X, 'mtu', '9000', 'type', 'veth', 'peer', 'name', Y, 'mtu', '9000', 'netns', B]);
+    sh(['ip', '-n', A, 'link', 'set', X, 'address', HOST_MAC, 'up']);
+    sh(['ip', '-n', B, 'link', 'set', Y, 'address', GUEST_MAC, 'up']);
+    sh(['ip', 'netns', 'exec', A, 'sysctl', '-qw', `net.ipv4.conf.${X}.arp_ignore=8`, `net.ipv6.conf.${X}.disable_ipv6=0`]);
+    sh(['ip', '-n', B, 'addr', 'add', `${GUEST_V4}/24`, 'dev', Y]);
+    sh(['ip', '-n', B, 'route', 'add', V4, 'dev', Y, 'scope', 'link']);
+    sh(['ip', '-n', B, '-6', 'addr', 'add', `${GUEST_V6}/64`, 'dev', Y, 'nodad']);
 
-  // IPv4: arping gets A's MAC; the kernel's own ARP (after a ping) learns it too.
-  if (has('arping')) {
-    const out = sh(['ip', 'netns', 'exec', B, 'arping', '-c', '2', '-w', '3', '-I', Y, V4], true);
-    t.match(out, new RegExp(`reply from ${V4.replace(/\./g, '\\.')} \\[${HOST_MAC}\\]`, 'i'), 'arping answered with A’s MAC');
-    t.match(out, /Received 2 response/);
-  }
-  sh(['ip', 'netns', 'exec', B, 'ping', '-c', '1', '-W', '1', V4], true);
-  t.match(sh(['ip', '-n', B, 'neigh', 'show', V4, 'dev', Y]), new RegExp(`lladdr ${HOST_MAC}`), 'kernel neighbour entry for 169.254.169.254');
+    // Nothing answers before the responder runs (the kernel in A has no address and arp_ignore=8).
+    if (has('arping')) {
+      const before = sh(['ip', 'netns', 'exec', B, 'arping', '-c', '1', '-w', '1', '-I', Y, V4], true);
+      t.match(before, /Received 0 response/, 'no ARP answer without the responder');
+    }
 
-  // IPv6: ndisc6 gets the target link-layer address; the kernel's own NDP learns it too.
-  if (has('ndisc6')) {
-    const out = sh(['ip', 'netns', 'exec', B, 'ndisc6', '-r', '2', '-w', '1000', V6, Y], true);
-    t.match(out, new RegExp(`Target link-layer address: ${HOST_MAC}`, 'i'), 'ndisc6 answered with A’s MAC');
-  }
-  sh(['ip', 'netns', 'exec', B, 'ping', '-6', '-c', '1', '-W', '1', V6], true);
-  t.match(sh(['ip', '-n', B, '-6', 'neigh', 'show', V6, 'dev', Y]), new RegExp(`lladdr ${HOST_MAC}`), 'kernel neighbour entry for fd00:ec2::254');
+    const child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        A,
+        'env',
+        '-u',
+        'NODE_OPTIONS',
+        'node',
+        '--input-type=module',
+        '-e',
+        CHILD,
+        DIST,
+        JSON.stringify({ ifname: X, ipv4: V4, ipv6: V6 }),
+      ],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    children.push(child);
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const lines = createInterface({ input: child.stdout });
+    const waiting: Array<(l: string) => void> = [];
+    lines.on('line', (l) => waiting.shift()?.(l));
+    const nextLine = (ms = 10_000): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`responder child: no output in ${ms} ms; stderr: ${stderr}`)), ms);
+        waiting.push((l) => {
+          clearTimeout(timer);
+          resolve(l);
+        });
+      });
+    const counters = async (): Promise<ResponderCounters> => {
+      const p = nextLine();
+      child.stdin.write('counters\n');
+      return JSON.parse(await p) as ResponderCounters;
+    };
+    t.equal(await nextLine(), 'ready', 'responder started in A');
 
-  const c1 = await counters();
-  t.ok(c1.arp_replies >= 1 && c1.arp_replies === c1.arp_requests, `ARP answered (${c1.arp_requests}/${c1.arp_replies})`);
-  t.ok(c1.nd_adverts >= 1 && c1.nd_adverts === c1.nd_solicits, `NDP answered (${c1.nd_solicits}/${c1.nd_adverts})`);
+    // IPv4: arping gets A's MAC; the kernel's own ARP (after a ping) learns it too.
+    if (has('arping')) {
+      const out = sh(['ip', 'netns', 'exec', B, 'arping', '-c', '2', '-w', '3', '-I', Y, V4], true);
+      t.match(out, new RegExp(`reply from ${V4.replace(/\./g, '\\.')} \\[${HOST_MAC}\\]`, 'i'), 'arping answered with A’s MAC');
+      t.match(out, /Received 2 response/);
+    }
+    sh(['ip', 'netns', 'exec', B, 'ping', '-c', '1', '-W', '1', V4], true);
+    t.match(
+      sh(['ip', '-n', B, 'neigh', 'show', V4, 'dev', Y]),
+      new RegExp(`lladdr ${HOST_MAC}`),
+      'kernel neighbour entry for 169.254.169.254',
+    );
 
-  // Hostile frames from B: no answer, no crash, each counted; plus junk the filter drops in the kernel.
-  const hostile = hostileFrames();
-  const junk = [Buffer.alloc(0), Buffer.alloc(14, 0xff), arpRequest().subarray(0, 30), neighborSolicit().subarray(0, 60), randomBytes(1000)].filter((b) => b.length >= 14);
-  const inj = spawnSync('ip', ['netns', 'exec', B, '/usr/bin/python3', '-c', INJECT, Y, HOST_MAC, '1.5'], {
-    input: [...hostile.map(([, f]) => f), ...junk].map((f) => f.toString('hex')).join('\n') + '\n',
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
-  t.equal(inj.status, 0, `injector ran: ${inj.stderr}`);
-  t.equal(inj.stdout.trim(), '0', 'no reply to any hostile frame');
-  const c2 = await counters();
-  t.equal(c2.arp_replies, c1.arp_replies, 'no ARP reply sent');
-  t.equal(c2.nd_adverts, c1.nd_adverts, 'no NA sent');
-  const expected: Partial<Record<keyof ResponderCounters, number>> = {};
-  for (const [, , k] of hostile) expected[k] = (expected[k] ?? 0) + 1;
-  // Tagged frames reach the capture only if the kernel hands libpcap the tag (veth: it does).
-  for (const [k, n] of Object.entries(expected) as Array<[keyof ResponderCounters, number]>) {
-    if (k === 'malformed') continue; // the total is checked below (it includes the detailed kinds)
-    t.equal(c2[k] - c1[k], n, `${k} +${n}`);
-  }
-  const malformedKinds = hostile.filter(([, , k]) => k !== 'vlan_tagged').length;
-  t.equal(c2.malformed - c1.malformed, malformedKinds, `malformed +${malformedKinds}`);
-  t.equal(c2.ignored - c1.ignored, expected.vlan_tagged ?? 0, 'tagged frames counted as ignored');
+    // IPv6: ndisc6 gets the target link-layer address; the kernel's own NDP learns it too.
+    if (has('ndisc6')) {
+      const out = sh(['ip', 'netns', 'exec', B, 'ndisc6', '-r', '2', '-w', '1000', V6, Y], true);
+      t.match(out, new RegExp(`Target link-layer address: ${HOST_MAC}`, 'i'), 'ndisc6 answered with A’s MAC');
+    }
+    sh(['ip', 'netns', 'exec', B, 'ping', '-6', '-c', '1', '-W', '1', V6], true);
+    t.match(
+      sh(['ip', '-n', B, '-6', 'neigh', 'show', V6, 'dev', Y]),
+      new RegExp(`lladdr ${HOST_MAC}`),
+      'kernel neighbour entry for fd00:ec2::254',
+    );
 
-  // Still alive and answering.
-  if (has('arping')) {
-    t.match(sh(['ip', 'netns', 'exec', B, 'arping', '-c', '1', '-w', '2', '-I', Y, V4], true), /Received 1 response/, 'still answering');
-  }
-  const stopped = nextLine();
-  child.stdin.write('stop\n');
-  t.equal(await stopped, 'stopped');
-  await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
-  t.equal(child.exitCode, 0, `child exited cleanly; stderr: ${stderr}`);
-});
+    const c1 = await counters();
+    t.ok(c1.arp_replies >= 1 && c1.arp_replies === c1.arp_requests, `ARP answered (${c1.arp_requests}/${c1.arp_replies})`);
+    t.ok(c1.nd_adverts >= 1 && c1.nd_adverts === c1.nd_solicits, `NDP answered (${c1.nd_solicits}/${c1.nd_adverts})`);
+
+    // Hostile frames from B: no answer, no crash, each counted; plus junk the filter drops in the kernel.
+    const hostile = hostileFrames();
+    const junk = [
+      Buffer.alloc(0),
+      Buffer.alloc(14, 0xff),
+      arpRequest().subarray(0, 30),
+      neighborSolicit().subarray(0, 60),
+      randomBytes(1000),
+    ].filter((b) => b.length >= 14);
+    const inj = spawnSync('ip', ['netns', 'exec', B, '/usr/bin/python3', '-c', INJECT, Y, HOST_MAC, '1.5'], {
+      input: [...hostile.map(([, f]) => f), ...junk].map((f) => f.toString('hex')).join('\n') + '\n',
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    t.equal(inj.status, 0, `injector ran: ${inj.stderr}`);
+    t.equal(inj.stdout.trim(), '0', 'no reply to any hostile frame');
+    const c2 = await counters();
+    t.equal(c2.arp_replies, c1.arp_replies, 'no ARP reply sent');
+    t.equal(c2.nd_adverts, c1.nd_adverts, 'no NA sent');
+    const expected: Partial<Record<keyof ResponderCounters, number>> = {};
+    for (const [, , k] of hostile) expected[k] = (expected[k] ?? 0) + 1;
+    // Tagged frames reach the capture only if the kernel hands libpcap the tag (veth: it does).
+    for (const [k, n] of Object.entries(expected) as Array<[keyof ResponderCounters, number]>) {
+      if (k === 'malformed') continue; // the total is checked below (it includes the detailed kinds)
+      t.equal(c2[k] - c1[k], n, `${k} +${n}`);
+    }
+    const malformedKinds = hostile.filter(([, , k]) => k !== 'vlan_tagged').length;
+    t.equal(c2.malformed - c1.malformed, malformedKinds, `malformed +${malformedKinds}`);
+    t.equal(c2.ignored - c1.ignored, expected.vlan_tagged ?? 0, 'tagged frames counted as ignored');
+
+    // Still alive and answering.
+    if (has('arping')) {
+      t.match(sh(['ip', 'netns', 'exec', B, 'arping', '-c', '1', '-w', '2', '-I', Y, V4], true), /Received 1 response/, 'still answering');
+    }
+    const stopped = nextLine();
+    child.stdin.write('stop\n');
+    t.equal(await stopped, 'stopped');
+    await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+    t.equal(child.exitCode, 0, `child exited cleanly; stderr: ${stderr}`);
+  },
+);

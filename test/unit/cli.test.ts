@@ -60,7 +60,15 @@ t.test('check: a valid file', async (t) => {
 t.test('check: every problem, with its field path, exit 2', async (t) => {
   const r = linkgate('check', '--config', bad);
   t.equal(r.code, 2);
-  for (const path of ['listen.port', 'instances[0].hostname', 'instances[0].ports[0].mac', 'instances[0].ports[0].ipv4', 'instances[0].colour', 'instances[1].id', 'instances[1].ports']) {
+  for (const path of [
+    'listen.port',
+    'instances[0].hostname',
+    'instances[0].ports[0].mac',
+    'instances[0].ports[0].ipv4',
+    'instances[0].colour',
+    'instances[1].id',
+    'instances[1].ports',
+  ]) {
     t.match(r.stderr, new RegExp(`^${path.replace(/[[\].]/g, '\\$&')}: `, 'm'), `names ${path}`);
   }
 });

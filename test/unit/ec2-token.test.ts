@@ -29,13 +29,7 @@ function ctx(inst: Instance, tokens: TokenMode = 'optional', hop = 2): DialectCo
   return { instance: inst, port: inst.ports[0]!, ec2: { tokens, hop_limit: hop }, tokenKey: KEY, since: NOW };
 }
 
-function call(
-  c: DialectContext,
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-  now = NOW,
-): DialectResponse {
+function call(c: DialectContext, method: string, path: string, headers: Record<string, string> = {}, now = NOW): DialectResponse {
   const req: DialectRequest = { method, path, query: '', headers, now };
   return ec2(req, c);
 }

@@ -242,10 +242,29 @@ t.test('versions: / lists them all, each serves the tree', async (t) => {
 });
 
 t.test('isEc2Path', async (t) => {
-  for (const p of ['/', '/latest', '/latest/', '/latest/meta-data/x', '/latest/api/token', '/1.0', '/2009-04-04/meta-data/', '/2021-03-23']) {
+  for (const p of [
+    '/',
+    '/latest',
+    '/latest/',
+    '/latest/meta-data/x',
+    '/latest/api/token',
+    '/1.0',
+    '/2009-04-04/meta-data/',
+    '/2021-03-23',
+  ]) {
     t.ok(isEc2Path(p), p);
   }
-  for (const p of ['', 'latest', '/latestx', '/latest-x/', '/openstack/latest', '/computeMetadata/v1/', '/metadata/instance', '/2009-04-05/', '//latest']) {
+  for (const p of [
+    '',
+    'latest',
+    '/latestx',
+    '/latest-x/',
+    '/openstack/latest',
+    '/computeMetadata/v1/',
+    '/metadata/instance',
+    '/2009-04-05/',
+    '//latest',
+  ]) {
     t.notOk(isEc2Path(p), p);
   }
 });
@@ -257,7 +276,10 @@ t.test('security credentials', async (t) => {
   t.equal(r.status, 200);
   t.equal(r.body, credentials);
   t.equal(r.headers['Content-Type'], 'application/json');
-  const later = ec2({ method: 'GET', path: '/latest/meta-data/iam/security-credentials/web-role', query: '', headers: {}, now: NOW + 3_600_000 }, ctxFor(inst));
+  const later = ec2(
+    { method: 'GET', path: '/latest/meta-data/iam/security-credentials/web-role', query: '', headers: {}, now: NOW + 3_600_000 },
+    ctxFor(inst),
+  );
   t.match(later.body, /"LastUpdated": "2024-05-06T08:08:09Z"/, 'LastUpdated follows req.now (tree cached, leaf evaluated per request)');
   t.equal(get('/latest/meta-data/iam/security-credentials/web-role/').body, credentials, 'a leaf answers with a trailing slash too');
   t.equal(get('/latest/meta-data/iam/security-credentials/other').status, 404);

@@ -91,11 +91,7 @@ function haveCmd(cmd: string): boolean {
 }
 
 const rootReason =
-  process.getuid?.() !== 0
-    ? 'needs root (network namespace, nftables)'
-    : !haveCmd('ip') || !haveCmd('nft')
-      ? 'needs ip and nft'
-      : false;
+  process.getuid?.() !== 0 ? 'needs root (network namespace, nftables)' : !haveCmd('ip') || !haveCmd('nft') ? 'needs ip and nft' : false;
 
 t.test('reads a nonzero mark on an accepted socket (netns + nft + tcp_fwmark_accept)', { skip: rootReason }, async (t) => {
   const ns = `lgn${randomBytes(4).toString('hex')}`;
@@ -114,15 +110,19 @@ t.test('reads a nonzero mark on an accepted socket (netns + nft + tcp_fwmark_acc
   // Everything below happens inside the namespace only.
   inNs('ip', ['link', 'set', 'lo', 'up']);
   inNs('sysctl', ['-q', '-w', 'net.ipv4.tcp_fwmark_accept=1']);
-  inNs('nft', ['-f', '-'], [
-    'table ip t {',
-    '  chain c {',
-    '    type filter hook output priority mangle;',
-    `    tcp dport ${port} meta mark set 0x2a`,
-    '  }',
-    '}',
-    '',
-  ].join('\n'));
+  inNs(
+    'nft',
+    ['-f', '-'],
+    [
+      'table ip t {',
+      '  chain c {',
+      '    type filter hook output priority mangle;',
+      `    tcp dport ${port} meta mark set 0x2a`,
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  );
 
   // A child Node in the namespace listens on 127.0.0.1, connects to itself (the SYN is marked
   // on output) and prints SO_MARK of the accepted socket.

@@ -16,7 +16,12 @@ t.test('table: replaces an earlier one atomically, one map, no per-guest rules',
   t.match(s, /tcp dport 80 counter name refused4 drop/);
   const ruleLines = lines.filter((l) => /^\s+ip daddr/.test(l));
   t.equal(ruleLines.length, 3, 'rule count does not grow with guests');
-  t.equal(renderTable(spec, []).split('\n').filter((l) => /^\s+ip daddr/.test(l)).length, 3);
+  t.equal(
+    renderTable(spec, [])
+      .split('\n')
+      .filter((l) => /^\s+ip daddr/.test(l)).length,
+    3,
+  );
   t.notMatch(renderTable(spec, []), /elements/);
 });
 

@@ -158,7 +158,9 @@ export function ipv6Repr(r: Rng): Ipv6Repr {
 export function icmpv6Repr(r: Rng): Icmpv6Repr {
   switch (r.int(3)) {
     case 0:
-      return r.bool() ? { kind: 'ns', target: ipv6(r).replace(/^ff/, 'fe'), sourceLinkAddr: mac(r) } : { kind: 'ns', target: '2001:db8::1' };
+      return r.bool()
+        ? { kind: 'ns', target: ipv6(r).replace(/^ff/, 'fe'), sourceLinkAddr: mac(r) }
+        : { kind: 'ns', target: '2001:db8::1' };
     case 1: {
       const base = { kind: 'na' as const, router: r.bool(), solicited: r.bool(), override: r.bool(), target: ipv6(r).replace(/^ff/, 'fe') };
       return r.bool() ? { ...base, targetLinkAddr: mac(r) } : base;
@@ -239,7 +241,13 @@ export function validFrame(r: Rng): Buffer {
     default: {
       const ip = ipv6Repr(r);
       const tcp = emitTcp(tcpRepr(r), ip);
-      return emitEthernet({ src, dst, vlans: [{ tpid: 0x8100, pcp: 0, dei: false, vid: 5 }], ethertype: 0x86dd, payload: emitIpv6Packet({ ...ip, nextHeader: 6, payload: tcp }) });
+      return emitEthernet({
+        src,
+        dst,
+        vlans: [{ tpid: 0x8100, pcp: 0, dei: false, vid: 5 }],
+        ethertype: 0x86dd,
+        payload: emitIpv6Packet({ ...ip, nextHeader: 6, payload: tcp }),
+      });
     }
   }
 }
@@ -314,7 +322,20 @@ t.test('addresses', async (t) => {
     ['1:2:3:4:5:6:7::', '1:2:3:4:5:6:7:0'],
   ];
   for (const [i, o] of v6) t.equal(canonicalIpv6(i), o, i);
-  for (const bad of ['', ':', '1:2', ':::', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7:8::', '12345::', 'g::', '::1.2.3', ':1:2:3:4:5:6:7', '1.2.3.4']) {
+  for (const bad of [
+    '',
+    ':',
+    '1:2',
+    ':::',
+    '1::2::3',
+    '1:2:3:4:5:6:7:8:9',
+    '1:2:3:4:5:6:7:8::',
+    '12345::',
+    'g::',
+    '::1.2.3',
+    ':1:2:3:4:5:6:7',
+    '1.2.3.4',
+  ]) {
     t.equal(parseIpv6(bad), undefined, bad);
   }
   t.equal(formatIpv6(new Uint8Array(4)), undefined);
@@ -344,7 +365,14 @@ t.test('checksum', async (t) => {
 
 t.test('views never throw and report missing fields as undefined', async (t) => {
   const empty = new Uint8Array(0);
-  const views = [new EthernetView(empty), new ArpView(empty), new Ipv4View(empty), new Ipv6View(empty), new Icmpv6View(empty), new TcpView(empty)];
+  const views = [
+    new EthernetView(empty),
+    new ArpView(empty),
+    new Ipv4View(empty),
+    new Ipv6View(empty),
+    new Icmpv6View(empty),
+    new TcpView(empty),
+  ];
   for (const v of views) {
     for (const k of Object.getOwnPropertyNames(Object.getPrototypeOf(v))) {
       if (k === 'constructor') continue;
@@ -376,14 +404,26 @@ t.test('ethernet + arp vectors', async (t) => {
   t.same(e.vlans, []);
   t.equal(e.headerLength, 14);
   const a = must(t, parseArp(e.payload));
-  t.same(a, { operation: ARP_REQUEST, senderMac: '52:54:00:aa:bb:02', senderIp: '10.9.0.2', targetMac: '00:00:00:00:00:00', targetIp: '10.9.0.1' });
+  t.same(a, {
+    operation: ARP_REQUEST,
+    senderMac: '52:54:00:aa:bb:02',
+    senderIp: '10.9.0.2',
+    targetMac: '00:00:00:00:00:00',
+    targetIp: '10.9.0.1',
+  });
   // Our emitters rebuild the kernel's reply byte for byte.
   const reply = emitEthernet({
     dst: a.senderMac,
     src: '52:54:00:aa:bb:01',
     vlans: [],
     ethertype: ETHERTYPE_ARP,
-    payload: emitArp({ operation: ARP_REPLY, senderMac: '52:54:00:aa:bb:01', senderIp: '10.9.0.1', targetMac: a.senderMac, targetIp: a.senderIp }),
+    payload: emitArp({
+      operation: ARP_REPLY,
+      senderMac: '52:54:00:aa:bb:01',
+      senderIp: '10.9.0.1',
+      targetMac: a.senderMac,
+      targetIp: a.senderIp,
+    }),
   });
   t.same(reply, KERNEL_ARP_REPLY);
   const padded = emitEthernet(must(t, parseEthernet(KERNEL_ARP_REPLY)), undefined, { pad: true });
@@ -425,7 +465,19 @@ t.test('ethernet + arp vectors', async (t) => {
 t.test('ipv4 + tcp vectors', async (t) => {
   const e = must(t, parseEthernet(KERNEL_SYN));
   const ip = must(t, parseIpv4Packet(e.payload));
-  t.match(ip, { src: '10.9.0.2', dst: '10.9.0.1', protocol: IP_PROTO_TCP, ttl: 64, identification: 0x293c, dontFragment: true, moreFragments: false, fragmentOffset: 0, isFragment: false, headerLength: 20, totalLength: 60 });
+  t.match(ip, {
+    src: '10.9.0.2',
+    dst: '10.9.0.1',
+    protocol: IP_PROTO_TCP,
+    ttl: 64,
+    identification: 0x293c,
+    dontFragment: true,
+    moreFragments: false,
+    fragmentOffset: 0,
+    isFragment: false,
+    headerLength: 20,
+    totalLength: 60,
+  });
   const tcp = must(t, parseTcp(ip.payload, ip));
   t.match(tcp, { srcPort: 32854, dstPort: 81, seq: 489137156, ack: 0, window: 64240, urgent: 0, headerLength: 40 });
   t.match(tcp.flags, { syn: true, ack: false, fin: false, rst: false });
@@ -512,17 +564,35 @@ t.test('ipv6 + icmpv6 neighbor discovery vectors', async (t) => {
   const ns = must(t, parseIcmpv6(up.payload, ip.src, ip.dst));
   t.match(ns, { kind: 'ns', target: 'fd00:ec2::254', sourceLinkAddr: '52:54:00:aa:bb:02' });
   // The advertisement the kernel answered with, rebuilt from reprs, is byte-identical.
-  const na = emitIcmpv6({ kind: 'na', router: false, solicited: true, override: true, target: 'fd00:ec2::254', targetLinkAddr: '52:54:00:aa:bb:01' }, 'fd00:ec2::254', 'fd00:ec2::2');
+  const na = emitIcmpv6(
+    { kind: 'na', router: false, solicited: true, override: true, target: 'fd00:ec2::254', targetLinkAddr: '52:54:00:aa:bb:01' },
+    'fd00:ec2::254',
+    'fd00:ec2::2',
+  );
   const frame = emitEthernet({
     dst: '52:54:00:aa:bb:02',
     src: '52:54:00:aa:bb:01',
     vlans: [],
     ethertype: ETHERTYPE_IPV6,
-    payload: emitIpv6Packet({ src: 'fd00:ec2::254', dst: 'fd00:ec2::2', nextHeader: 58, hopLimit: 255, trafficClass: 0, flowLabel: 0, payload: na }),
+    payload: emitIpv6Packet({
+      src: 'fd00:ec2::254',
+      dst: 'fd00:ec2::2',
+      nextHeader: 58,
+      hopLimit: 255,
+      trafficClass: 0,
+      flowLabel: 0,
+      payload: na,
+    }),
   });
   t.same(frame, KERNEL_NA);
   const naip = must(t, parseIpv6Packet(must(t, parseEthernet(KERNEL_NA)).payload));
-  t.match(must(t, parseIcmpv6(naip.payload, naip.srcBytes, naip.dstBytes)), { kind: 'na', router: false, solicited: true, override: true, targetLinkAddr: '52:54:00:aa:bb:01' });
+  t.match(must(t, parseIcmpv6(naip.payload, naip.srcBytes, naip.dstBytes)), {
+    kind: 'na',
+    router: false,
+    solicited: true,
+    override: true,
+    targetLinkAddr: '52:54:00:aa:bb:01',
+  });
   // DAD probe: unspecified source, a nonce option (type 14) kept opaque.
   const dip = must(t, parseIpv6Packet(must(t, parseEthernet(KERNEL_DAD_NS)).payload));
   t.equal(dip.src, '::');
@@ -566,7 +636,10 @@ t.test('ipv6 + icmpv6 neighbor discovery vectors', async (t) => {
   const fw = must(t, ipv6UpperLayer({ nextHeader: 44, payload: Buffer.concat([fragHdr, up.payload]) }));
   t.same(fw.fragment, { offset: 0x5a8, more: true, identification: 0x12345678 });
   t.equal(fw.protocol, 58);
-  t.same(ipv6UpperLayer({ nextHeader: 44, payload: Buffer.concat([hex('2c00 0000 0000 0000'), fragHdr]) }), { ok: false, error: 'malformed' });
+  t.same(ipv6UpperLayer({ nextHeader: 44, payload: Buffer.concat([hex('2c00 0000 0000 0000'), fragHdr]) }), {
+    ok: false,
+    error: 'malformed',
+  });
   t.same(ipv6UpperLayer({ nextHeader: 60, payload: hex('3a01 0000 0000 0000') }), { ok: false, error: 'truncated' });
   t.same(ipv6UpperLayer({ nextHeader: 60, payload: hex('3a') }), { ok: false, error: 'truncated' });
   t.same(ipv6UpperLayer({ nextHeader: 44, payload: hex('3a00 0000') }), { ok: false, error: 'truncated' });
@@ -590,11 +663,54 @@ t.test('tcpdump reads what we emit', { skip: spawnSync('tcpdump', ['--version'])
   const frames: Buffer[] = [];
   const ip4 = { ...ipv4Repr(r), src: '10.0.0.1', dst: '10.0.0.2', fragmentOffset: 0, moreFragments: false, options: Buffer.alloc(0) };
   const seg = { ...tcpRepr(r), flags: flagsFromByte(0x18) };
-  frames.push(emitEthernet({ dst: mac(r), src: mac(r), vlans: [], ethertype: 0x0800, payload: emitIpv4Packet({ ...ip4, protocol: 6, payload: emitTcp(seg, ip4) }) }));
+  frames.push(
+    emitEthernet({
+      dst: mac(r),
+      src: mac(r),
+      vlans: [],
+      ethertype: 0x0800,
+      payload: emitIpv4Packet({ ...ip4, protocol: 6, payload: emitTcp(seg, ip4) }),
+    }),
+  );
   const ip6 = { ...ipv6Repr(r), src: 'fd00::1', dst: 'fd00::2' };
-  frames.push(emitEthernet({ dst: mac(r), src: mac(r), vlans: [], ethertype: 0x86dd, payload: emitIpv6Packet({ ...ip6, nextHeader: 6, payload: emitTcp(seg, ip6) }) }));
-  frames.push(emitEthernet({ dst: mac(r), src: mac(r), vlans: [], ethertype: 0x86dd, payload: emitIpv6Packet({ ...ip6, nextHeader: 58, hopLimit: 255, payload: emitIcmpv6({ kind: 'ns', target: 'fd00::2', sourceLinkAddr: '52:54:00:00:00:01' }, ip6.src, ip6.dst) }) }));
-  frames.push(emitEthernet({ dst: mac(r), src: mac(r), vlans: [{ tpid: 0x8100, pcp: 0, dei: false, vid: 42 }], ethertype: 0x0806, payload: emitArp({ operation: 2, senderMac: '52:54:00:00:00:01', senderIp: '169.254.169.254', targetMac: '52:54:00:00:00:02', targetIp: '10.0.0.2' }) }));
+  frames.push(
+    emitEthernet({
+      dst: mac(r),
+      src: mac(r),
+      vlans: [],
+      ethertype: 0x86dd,
+      payload: emitIpv6Packet({ ...ip6, nextHeader: 6, payload: emitTcp(seg, ip6) }),
+    }),
+  );
+  frames.push(
+    emitEthernet({
+      dst: mac(r),
+      src: mac(r),
+      vlans: [],
+      ethertype: 0x86dd,
+      payload: emitIpv6Packet({
+        ...ip6,
+        nextHeader: 58,
+        hopLimit: 255,
+        payload: emitIcmpv6({ kind: 'ns', target: 'fd00::2', sourceLinkAddr: '52:54:00:00:00:01' }, ip6.src, ip6.dst),
+      }),
+    }),
+  );
+  frames.push(
+    emitEthernet({
+      dst: mac(r),
+      src: mac(r),
+      vlans: [{ tpid: 0x8100, pcp: 0, dei: false, vid: 42 }],
+      ethertype: 0x0806,
+      payload: emitArp({
+        operation: 2,
+        senderMac: '52:54:00:00:00:01',
+        senderIp: '169.254.169.254',
+        targetMac: '52:54:00:00:00:02',
+        targetIp: '10.0.0.2',
+      }),
+    }),
+  );
   const dir = mkdtempSync(join(tmpdir(), 'lg-wire-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'x.pcap');
@@ -663,7 +779,11 @@ t.test('emit -> parse round trips', async (t) => {
 
     const addr6 = ipv6(r);
     check(canonicalIpv6(addr6) === addr6, `ipv6 text ${addr6}`);
-    const full = Buffer.from(parseIpv6(addr6) ?? []).toString('hex').match(/.{4}/g)?.join(':') ?? '';
+    const full =
+      Buffer.from(parseIpv6(addr6) ?? [])
+        .toString('hex')
+        .match(/.{4}/g)
+        ?.join(':') ?? '';
     check(canonicalIpv6(full) === addr6, `ipv6 full text ${full}`);
     const m6 = mac(r);
     check(canonicalMac(m6.toUpperCase()) === m6, `mac ${m6}`);
@@ -682,10 +802,13 @@ const parsers: Array<[string, (b: Uint8Array) => unknown]> = [
   ['ethernet', (b) => parseEthernet(b)],
   ['arp', (b) => parseArp(b)],
   ['ipv4', (b) => parseIpv4Packet(b)],
-  ['ipv6', (b) => {
-    const p = parseIpv6Packet(b);
-    return p.ok ? ipv6UpperLayer(p.value) : p;
-  }],
+  [
+    'ipv6',
+    (b) => {
+      const p = parseIpv6Packet(b);
+      return p.ok ? ipv6UpperLayer(p.value) : p;
+    },
+  ],
   ['icmpv6', (b) => parseIcmpv6(b, FUZZ_SRC, FUZZ_DST, { verifyChecksum: (b[0] ?? 0) > 127 })],
   ['tcp', (b) => parseTcp(b, (b[0] ?? 0) > 127 ? { src: FUZZ_SRC, dst: FUZZ_DST } : undefined)],
   // A full-stack walk: ethernet -> ip -> upper layer, so that random frames reach deep parsers.
@@ -708,7 +831,9 @@ function parseFrameDeep(b: Uint8Array): unknown {
     if (!ip.ok) return ip;
     const up = ipv6UpperLayer(ip.value);
     if (!up.ok) return up;
-    return up.value.protocol === 58 ? parseIcmpv6(up.value.payload, ip.value.srcBytes, ip.value.dstBytes, { verifyChecksum: false }) : parseTcp(up.value.payload);
+    return up.value.protocol === 58
+      ? parseIcmpv6(up.value.payload, ip.value.srcBytes, ip.value.dstBytes, { verifyChecksum: false })
+      : parseTcp(up.value.payload);
   }
   return e;
 }
@@ -731,7 +856,15 @@ t.test(`${N_FUZZ} random byte strings per parser never throw`, async (t) => {
         if (name === 'arp' && v.length >= 6) v.set([0, 1, 8, 0, 6, 4]);
         if (name === 'tcp' && v.length > 12) v[12] = 0x50;
         if (name === 'icmpv6' && v.length > 1) v.set([135 + (i & 2 ? 1 : 0), 0]);
-        if (name === 'frame' && v.length > 14) v.set(r.pick([[0x08, 0x06], [0x86, 0xdd, 0x60], [0x08, 0x00, 0x45]]), 12);
+        if (name === 'frame' && v.length > 14)
+          v.set(
+            r.pick([
+              [0x08, 0x06],
+              [0x86, 0xdd, 0x60],
+              [0x08, 0x00, 0x45],
+            ]),
+            12,
+          );
         try {
           const res = parse(v) as { ok: boolean };
           if (res.ok) accepted++;
@@ -755,7 +888,10 @@ t.test(`${N_FUZZ} truncations and mutations of valid frames never throw`, async 
   const r = new Rng(0xbadf00d);
   const frames = Array.from({ length: 500 }, () => validFrame(r));
   // Each valid frame must parse all the way down before it is cut.
-  t.ok(frames.every((f) => (parseFrameDeep(f) as { ok: boolean }).ok), 'valid frames parse');
+  t.ok(
+    frames.every((f) => (parseFrameDeep(f) as { ok: boolean }).ok),
+    'valid frames parse',
+  );
   let threw = 0;
   let refused = 0;
   for (let i = 0; i < N_FUZZ; i++) {

@@ -54,9 +54,7 @@ function authorize(req: DialectRequest, ctx: DialectContext): DialectResponse | 
     return ctx.ec2.tokens === 'required' ? reply(401, 'Unauthorized') : undefined;
   }
   // A token that is present but wrong is refused even when tokens are optional, as AWS does.
-  return verifyToken(ctx.tokenKey, ctx.instance.id, token.trim(), req.now)
-    ? undefined
-    : reply(401, 'Unauthorized');
+  return verifyToken(ctx.tokenKey, ctx.instance.id, token.trim(), req.now) ? undefined : reply(401, 'Unauthorized');
 }
 
 export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {

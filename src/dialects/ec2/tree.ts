@@ -143,7 +143,13 @@ function metaData(inst: Instance): Dir {
     ['ami-id', leaf(inst.image)],
     ['ami-launch-index', leaf('0')],
     ['ami-manifest-path', leaf('(unknown)')],
-    ['block-device-mapping', dir([['ami', leaf('/dev/vda')], ['root', leaf('/dev/vda')]])],
+    [
+      'block-device-mapping',
+      dir([
+        ['ami', leaf('/dev/vda')],
+        ['root', leaf('/dev/vda')],
+      ]),
+    ],
     ['hostname', leaf(inst.hostname)],
     ['iam', iam(inst)],
     ['instance-action', leaf('none')],
@@ -154,12 +160,24 @@ function metaData(inst: Instance): Dir {
     ['local-ipv4', leaf((env) => env.port.ipv4)],
     ['mac', leaf((env) => env.port.mac)],
     ['network', interfaces(inst)],
-    ['placement', dir([['availability-zone', leaf(inst.zone)], ['region', leaf(inst.region)]])],
+    [
+      'placement',
+      dir([
+        ['availability-zone', leaf(inst.zone)],
+        ['region', leaf(inst.region)],
+      ]),
+    ],
     ['profile', leaf('default-hvm')],
     ['public-keys', publicKeys(inst.ssh_keys)],
     ['reservation-id', leaf(reservationId(inst.id))],
     ['security-groups', leaf('default')],
-    ['services', dir([['domain', leaf('amazonaws.com')], ['partition', leaf('aws')]])],
+    [
+      'services',
+      dir([
+        ['domain', leaf('amazonaws.com')],
+        ['partition', leaf('aws')],
+      ]),
+    ],
     ['tags', tags(inst)],
   ]);
 }
