@@ -7,9 +7,28 @@ import { hostname as machineHostname } from 'node:os';
 import type { Config, Instance, PortSpec } from '../model/instance.js';
 import { checkDateTime, checkGuestIPv4, checkGuestIPv6, checkHostname, checkIfname, checkMac, parseIPv4 } from './addr.js';
 import {
-  allGood, arr, BAD, compact, def, fail, fields, fmt, int, isObject, join, object, oneOf, opt, orEmpty, q,
-  record, refine, str, wrongType,
-  type Check, type Problem,
+  allGood,
+  arr,
+  BAD,
+  compact,
+  def,
+  fail,
+  fields,
+  fmt,
+  int,
+  isObject,
+  join,
+  object,
+  oneOf,
+  opt,
+  orEmpty,
+  q,
+  record,
+  refine,
+  str,
+  wrongType,
+  type Check,
+  type Problem,
 } from './checks.js';
 
 export type { Problem } from './checks.js';
@@ -25,8 +44,7 @@ const KiB = 1024;
 /** Names shown to guests and sent upstream (project, region, image...): one printable line. */
 const name = str({ min: 1, max: 255, printable: true });
 const ifname = fmt(checkIfname);
-const absPath = (maxBytes = 4096): Check<string> =>
-  str({ min: 1, maxBytes, printable: true, pattern: /^\//, what: 'an absolute path' });
+const absPath = (maxBytes = 4096): Check<string> => str({ min: 1, maxBytes, printable: true, pattern: /^\//, what: 'an absolute path' });
 const httpUrl = fmt((s) => {
   let u: URL;
   try {
@@ -62,6 +80,66 @@ const tagKey = (k: string): string | undefined =>
 
 const ec2Override = refine(object({ tokens: opt(tokenMode), hop_limit: opt(int(1, 64)) }), compact);
 
+// ---- per-dialect instance sections (all optional; the dialects derive what is left out) ------
+
+const digits = (max: number): Check<string> =>
+  str({ pattern: new RegExp(`^[1-9][0-9]{0,${max - 1}}$`), what: `a decimal number of 1 to ${max} digits (as a string), no leading zero` });
+const uuid = fmt(
+  (s) => s.toLowerCase(),
+  str({ pattern: /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, what: 'a UUID (8-4-4-4-12 hex digits)' }),
+);
+const email = str({ max: 254, pattern: /^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, what: 'an email address' });
+const bearer = object({ access_token: str({ min: 1, maxBytes: 16 * KiB, printable: true }), expiration });
+/** Metadata keys (GCE attribute names): path segments, so no '/' and no control characters. */
+const metaKey = (k: string): string | undefined =>
+  /^[A-Za-z0-9_-]{1,128}$/.test(k) ? undefined : 'key must be 1 to 128 of A-Z a-z 0-9 _ -';
+const metaMap = record(metaKey, str({ maxBytes: 64 * KiB }));
+/** Any JSON object (vendor data), at most 64 KiB once serialized. */
+const jsonObject: Check<Record<string, unknown>> = (v, path, out) => {
+  if (!isObject(v)) return wrongType(out, path, 'an object', v);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    return fail(out, path, 'must be plain JSON data');
+  }
+  if (text === undefined || Buffer.byteLength(text) > 64 * KiB) return fail(out, path, 'must be at most 64 KiB as JSON');
+  return JSON.parse(text) as Record<string, unknown>;
+};
+
+const gceSpec = refine(
+  object({
+    instance_id: opt(fmt((s) => (BigInt(s) < 2n ** 64n ? s : { error: `${s} does not fit 64 bits` }), digits(20))),
+    project_number: opt(digits(19)),
+    service_account: opt(email),
+    scopes: opt(arr(str({ min: 1, max: 1024, printable: true }))),
+    token: opt(bearer),
+    attributes: opt(metaMap),
+    project_attributes: opt(metaMap),
+    ssh_user: opt(
+      str({ pattern: /^[a-z_][a-z0-9_.-]{0,31}$/, what: 'a user name (1 to 32 of a-z 0-9 _ . -, not starting with a digit, "." or "-")' }),
+    ),
+  }),
+  compact,
+);
+const openstackSpec = refine(
+  object({ uuid: opt(uuid), meta: opt(record(tagKey, str({ max: 255 }))), vendor_data: opt(jsonObject), vendor_data2: opt(jsonObject) }),
+  compact,
+);
+const azureSpec = refine(
+  object({
+    vm_id: opt(uuid),
+    subscription_id: opt(uuid),
+    resource_group: opt(str({ pattern: /^[\w.()-]{1,90}$/, what: 'a resource group name (1 to 90 of letters, digits and _.()-)' })),
+    admin_username: opt(
+      str({ pattern: /^[a-z_][a-z0-9_.-]{0,31}$/, what: 'a user name (1 to 32 of a-z 0-9 _ . -, not starting with a digit, "." or "-")' }),
+    ),
+    client_id: opt(uuid),
+    token: opt(bearer),
+  }),
+  compact,
+);
+
 function portCheck(listenIpv4: string): Check<PortSpec> {
   const ipv4 = fmt((s) => (s === listenIpv4 ? { error: `${s} is the metadata listen address` } : checkGuestIPv4(s)));
   return refine(
@@ -71,7 +149,9 @@ function portCheck(listenIpv4: string): Check<PortSpec> {
       ipv4,
       ipv6: opt(fmt(checkGuestIPv6)),
       bridge: opt(ifname),
-      network: opt(str({ pattern: /^[a-z0-9][a-z0-9-]{0,31}$/, what: 'a network name (1 to 32 of a-z, 0-9 and "-", not starting with "-")' })),
+      network: opt(
+        str({ pattern: /^[a-z0-9][a-z0-9-]{0,31}$/, what: 'a network name (1 to 32 of a-z, 0-9 and "-", not starting with "-")' }),
+      ),
     }),
     compact,
   );
@@ -79,7 +159,10 @@ function portCheck(listenIpv4: string): Check<PortSpec> {
 
 function instanceCheck(listenIpv4: string): Check<Instance> {
   const spec = {
-    id: str({ pattern: /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, what: 'a valid id (1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)' }),
+    id: str({
+      pattern: /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
+      what: 'a valid id (1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)',
+    }),
     hostname: fmt(checkHostname),
     ports: arr(portCheck(listenIpv4), { min: 1 }),
     project: def(name, 'default'),
@@ -93,6 +176,9 @@ function instanceCheck(listenIpv4: string): Check<Instance> {
     role: opt(role),
     backend: opt(backendKind),
     ec2: opt(ec2Override),
+    gce: opt(gceSpec),
+    openstack: opt(openstackSpec),
+    azure: opt(azureSpec),
   };
   return refine(object(spec), (r): Instance =>
     compact({ ...r, zone: r.zone ?? `${r.region}a`, ssh_keys: r.ssh_keys ?? [], tags: r.tags ?? {} }),
@@ -138,7 +224,10 @@ export function checkInstanceSet(instances: readonly Instance[], pathOf: (i: num
 
       const nic = claim(`nic ${p.interface} ${p.mac}`, i, pp);
       if (nic && nic.i !== i)
-        add(join(pp, 'mac'), `interface ${p.interface} with MAC ${p.mac} is already claimed by ${nic.path}; one NIC cannot belong to two instances`);
+        add(
+          join(pp, 'mac'),
+          `interface ${p.interface} with MAC ${p.mac} is already claimed by ${nic.path}; one NIC cannot belong to two instances`,
+        );
 
       const where = p.network === undefined ? 'the default network (no `network` set)' : `network ${q(p.network)}`;
       const hint = 'if these guests are on separate tenant networks, set `network` on their ports to tell the networks apart';
@@ -192,6 +281,15 @@ function topSpec(defaultHost: string) {
         header_timeout_ms: def(int(1, 300_000), 5000),
         keepalive_timeout_ms: def(int(1, 3_600_000), 5000),
         shutdown_grace_ms: def(int(1, 600_000), 5000),
+        held_per_instance: def(int(1, 1024), 16),
+        rate_per_s: orEmpty(
+          object({
+            ec2: def(int(0, 100_000), 0),
+            gce: def(int(0, 100_000), 0),
+            openstack: def(int(0, 100_000), 0),
+            azure: def(int(0, 100_000), 5),
+          }),
+        ),
       }),
     ),
     default_backend: def(backendKind, 'embedded'),
@@ -204,7 +302,8 @@ function topSpec(defaultHost: string) {
 /** The whole configuration (parsed YAML or JSON). Reports every problem; fills defaults. */
 export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): ConfigResult {
   const problems: Problem[] = [];
-  if (raw === null || raw === undefined) return { ok: false, problems: [{ path: '', message: 'the configuration is empty; it needs at least `instances`' }] };
+  if (raw === null || raw === undefined)
+    return { ok: false, problems: [{ path: '', message: 'the configuration is empty; it needs at least `instances`' }] };
   const r = fields(topSpec(opts.hostname ?? machineHostname()), raw, '', problems);
   if (r === BAD) return { ok: false, problems };
 
@@ -216,7 +315,12 @@ export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): 
     const instance = check(x, `instances[${at}]`, problems);
     if (instance !== BAD) good.push({ at, instance });
   });
-  problems.push(...checkInstanceSet(good.map((g) => g.instance), (k) => `instances[${good[k]!.at}]`));
+  problems.push(
+    ...checkInstanceSet(
+      good.map((g) => g.instance),
+      (k) => `instances[${good[k]!.at}]`,
+    ),
+  );
   // An invalid instance is left out of the set checks, but its id still collides: say so too.
   const valid = new Set(good.map((g) => g.at));
   const firstWithId = new Map<string, number>();

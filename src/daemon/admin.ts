@@ -14,6 +14,8 @@ export interface AdminDeps {
   readonly dataplane: Dataplane;
   readonly stats: PipelineStats;
   readonly log: Logger;
+  /** The public signing keys (JWKs) to publish at /v1/keys. */
+  readonly keys?: () => readonly object[];
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
@@ -31,12 +33,14 @@ export function createAdminServer(deps: AdminDeps): http.Server {
     if (path === '/v1/health' && method === 'GET') return json(res, 200, { status: 'serving', instances: registry.size });
     if (path === '/v1/stats' && method === 'GET') {
       void dataplane.counters().then(
-        (counters) => json(res, 200, { pipeline: stats, kernel: counters, served: dataplane.served().length, reconciles: dataplane.reconciles }),
+        (counters) =>
+          json(res, 200, { pipeline: stats, kernel: counters, served: dataplane.served().length, reconciles: dataplane.reconciles }),
         (err: unknown) => json(res, 500, { error: String(err) }),
       );
       return;
     }
     if (path === '/v1/instances' && method === 'GET') return json(res, 200, registry.list());
+    if (path === '/v1/keys' && method === 'GET') return keysHandler(res, deps);
     const m = /^\/v1\/instances\/([^/]+)$/.exec(path);
     if (m) {
       const id = decodeURIComponent(m[1] ?? '');
@@ -45,10 +49,17 @@ export function createAdminServer(deps: AdminDeps): http.Server {
         return inst ? json(res, 200, inst) : json(res, 404, { error: `no instance ${id}` });
       }
       if (method === 'PUT' || method === 'PATCH' || method === 'DELETE') {
-        return json(res, 501, { error: 'changing instances through the admin API is not available yet; edit the config file and send SIGHUP' });
+        return json(res, 501, {
+          error: 'changing instances through the admin API is not available yet; edit the config file and send SIGHUP',
+        });
       }
       return json(res, 405, { error: `${method} not allowed` });
     }
     return json(res, 404, { error: `no such endpoint: ${method} ${path}` });
   });
+}
+
+/** `GET /v1/keys`: the daemon's public signing keys as a JWK set (verify GCE identity tokens with it). */
+function keysHandler(res: http.ServerResponse, deps: AdminDeps): void {
+  json(res, 200, { keys: deps.keys?.() ?? [] });
 }

@@ -15,6 +15,7 @@ import type { Config } from '../model/instance.js';
 import type { Logger } from '../model/log.js';
 import { createPipeline, type SockOpts } from '../pipeline/server.js';
 import { createAdminServer } from './admin.js';
+import { loadOrCreateKey, type DaemonKey } from './keys.js';
 
 export interface DaemonHandle {
   readonly registry: Registry;
@@ -53,7 +54,14 @@ export async function startDaemon(config: Config, configFile: string | undefined
   registry.on('change', () => void dataplane.setBindings(registry.bindings()));
 
   const tokenKey = randomBytes(32);
-  const { server, stats } = createPipeline({ config, registry, sockopts, tokenKey, log });
+  // The signing key lives in the state directory; without it the daemon still serves, minus signed documents.
+  let signingKey: DaemonKey | undefined;
+  try {
+    signingKey = await loadOrCreateKey(config.state_dir);
+  } catch (err) {
+    log.warn({ err: String(err), state_dir: config.state_dir }, 'no signing key: GCE identity tokens are unavailable');
+  }
+  const { server, stats, longPolls } = createPipeline({ config, registry, sockopts, tokenKey, log, ...(signingKey ? { signingKey } : {}) });
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
@@ -66,7 +74,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
     await listen(server, config.listen.port, config.listen.ipv4);
     await mkdir(dirname(config.admin.socket), { recursive: true, mode: 0o700 });
     await rm(config.admin.socket, { force: true });
-    admin = createAdminServer({ registry, dataplane, stats, log });
+    admin = createAdminServer({ registry, dataplane, stats, log, keys: () => (signingKey ? [signingKey.jwk] : []) });
     await new Promise<void>((resolve, reject) => {
       admin?.once('error', reject).listen(config.admin.socket, () => resolve());
     });
@@ -87,6 +95,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
         log.info({ reason, inFlight: sockets.size }, 'stopping');
         server.close();
         server.closeIdleConnections();
+        longPolls.releaseAll();
         admin?.close();
         const deadline = Date.now() + config.limits.shutdown_grace_ms;
         while (sockets.size > 0 && Date.now() < deadline) {
@@ -116,7 +125,12 @@ export async function startDaemon(config: Config, configFile: string | undefined
     },
   };
   log.info(
-    { listen: `${config.listen.ipv4}:${config.listen.port}`, admin: config.admin.socket, instances: registry.size, served: dataplane.served().length },
+    {
+      listen: `${config.listen.ipv4}:${config.listen.port}`,
+      admin: config.admin.socket,
+      instances: registry.size,
+      served: dataplane.served().length,
+    },
     'ready',
   );
   return handle;

@@ -2,6 +2,7 @@
  * What a dialect sees and returns. A dialect is a pure function of (instance, request):
  * it knows nothing of sockets, kernels or where the instance came from.
  */
+import type { KeyObject } from 'node:crypto';
 import type { Ec2Options, Instance, PortSpec } from '../model/instance.js';
 
 export interface DialectRequest {
@@ -15,6 +16,15 @@ export interface DialectRequest {
   readonly headers: Readonly<Record<string, string | undefined>>;
   /** Milliseconds since the epoch, the time the request is answered at. */
   readonly now: number;
+  /** The request body (UTF-8), when the client sent one (bounded by the pipeline). */
+  readonly body?: string;
+}
+
+/** The daemon's key for signed documents (GCE identity tokens): RS256, published on the admin API. */
+export interface SigningKey {
+  /** Key id (JWK thumbprint), the JWT header's `kid`. */
+  readonly kid: string;
+  readonly privateKey: KeyObject;
 }
 
 export interface DialectContext {
@@ -26,6 +36,21 @@ export interface DialectContext {
   readonly tokenKey: Buffer;
   /** When this daemon first registered the instance (ms since the epoch): EC2's pendingTime. */
   readonly since: number;
+  /** The daemon's signing key; absent when it has none (signed documents are then unavailable). */
+  readonly signingKey?: SigningKey;
+  /** Values this instance's guest stored earlier through a dialect (`DialectResponse.store`). */
+  readonly guestData?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Hold this response until the instance's data changes (a long poll): the pipeline re-renders the
+ * same request whenever the registry reports a change for the instance, answers as soon as a
+ * re-render has another `etag` (or no `wait`), and answers with a fresh render after `timeoutMs`.
+ */
+export interface WaitSpec {
+  /** The version the client already has: while a re-render carries the same etag, keep waiting. */
+  readonly etag: string;
+  readonly timeoutMs: number;
 }
 
 export interface DialectResponse {
@@ -35,4 +60,8 @@ export interface DialectResponse {
   readonly body: string;
   /** When set, the IP TTL (hop limit) of the packets carrying this response. */
   readonly ipTtl?: number;
+  /** When set, the pipeline may hold the request (see WaitSpec); `status`/`body` are the current answer. */
+  readonly wait?: WaitSpec;
+  /** When set, the pipeline stores this for the instance; later requests see it in `guestData`. */
+  readonly store?: { readonly key: string; readonly value: string };
 }

@@ -38,6 +38,61 @@ export interface Ec2Options {
 
 export type BackendKind = 'embedded' | 'upstream';
 
+/** An OAuth2 bearer token handed to the guest as is (GCE service-account token, Azure managed identity). */
+export interface BearerToken {
+  readonly access_token: string;
+  /** ISO 8601, UTC: the guest is told the seconds left until then. */
+  readonly expiration: string;
+}
+
+/** What the GCE dialect needs beyond the common fields; every field has a derived default. */
+export interface GceSpec {
+  /** Numeric instance id (decimal digits); default: 19 digits derived from `id`. */
+  readonly instance_id?: string;
+  /** Numeric project id; default: 12 digits derived from `project`. */
+  readonly project_number?: string;
+  /** Default service account's email; default `<project_number>-compute@developer.gserviceaccount.com`. */
+  readonly service_account?: string;
+  /** OAuth scopes of the default service account; default cloud-platform. */
+  readonly scopes?: readonly string[];
+  /** `service-accounts/default/token`; absent: 404. */
+  readonly token?: BearerToken;
+  /** Custom instance attributes (beside ssh-keys and user-data, which they override). */
+  readonly attributes?: Readonly<Record<string, string>>;
+  /** `project/attributes/`. */
+  readonly project_attributes?: Readonly<Record<string, string>>;
+  /** User the `ssh-keys` attribute names for each of `ssh_keys`; default `cloudinit` (the default user). */
+  readonly ssh_user?: string;
+}
+
+/** What the OpenStack dialect needs beyond the common fields. */
+export interface OpenStackSpec {
+  /** The instance UUID; default: derived from `id`. */
+  readonly uuid?: string;
+  /** `meta` of meta_data.json; default: `tags`. */
+  readonly meta?: Readonly<Record<string, string>>;
+  /** vendor_data.json; default `{}`. */
+  readonly vendor_data?: Readonly<Record<string, unknown>>;
+  /** vendor_data2.json; default `{}`. */
+  readonly vendor_data2?: Readonly<Record<string, unknown>>;
+}
+
+/** What the Azure dialect needs beyond the common fields. */
+export interface AzureSpec {
+  /** compute.vmId; default: a UUID derived from `id`. */
+  readonly vm_id?: string;
+  /** compute.subscriptionId; default: a UUID derived from `project`. */
+  readonly subscription_id?: string;
+  /** compute.resourceGroupName; default: `project`. */
+  readonly resource_group?: string;
+  /** compute.osProfile.adminUsername; default `azureuser`. */
+  readonly admin_username?: string;
+  /** The managed identity's client id; default: a UUID derived from `id`. */
+  readonly client_id?: string;
+  /** `identity/oauth2/token`; absent: 400 "Identity not found". */
+  readonly token?: BearerToken;
+}
+
 export interface Instance {
   readonly id: string;
   readonly hostname: string;
@@ -55,6 +110,9 @@ export interface Instance {
   readonly backend?: BackendKind;
   /** Per-instance override of the top-level `ec2` options. */
   readonly ec2?: Partial<Ec2Options>;
+  readonly gce?: GceSpec;
+  readonly openstack?: OpenStackSpec;
+  readonly azure?: AzureSpec;
 }
 
 export interface ListenSpec {
@@ -82,7 +140,13 @@ export interface Limits {
   readonly keepalive_timeout_ms: number;
   /** On SIGTERM, in-flight requests get this long to finish, ms. */
   readonly shutdown_grace_ms: number;
+  /** Long polls (GCE wait_for_change) held at once per instance; more get 503. */
+  readonly held_per_instance: number;
+  /** Requests per second per instance, by dialect; more get 429; 0 = unlimited. */
+  readonly rate_per_s: Readonly<Record<DialectName, number>>;
 }
+
+export type DialectName = 'ec2' | 'gce' | 'openstack' | 'azure';
 
 export interface Config {
   readonly listen: ListenSpec;

@@ -5,11 +5,14 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { DialectRequest, DialectResponse } from '../dialects/types.js';
-import type { Registry, Bound } from '../identity/registry.js';
+import type { DialectContext, DialectRequest, DialectResponse, SigningKey } from '../dialects/types.js';
+import type { Registry, Bound, RegistryChange } from '../identity/registry.js';
 import { ec2OptionsFor, type Config } from '../model/instance.js';
-import { dialectFor } from './router.js';
+import { dialectFor, type DialectEntry } from './router.js';
 import type { Logger } from '../model/log.js';
+import { GuestData } from './guestdata.js';
+import { final, LongPolls } from './longpoll.js';
+import { RateLimiter } from './ratelimit.js';
 
 /** The syscalls Node lacks (native-bindings/). */
 export interface SockOpts {
@@ -23,6 +26,8 @@ export interface PipelineOptions {
   readonly registry: Registry;
   readonly sockopts: SockOpts;
   readonly tokenKey: Buffer;
+  /** The daemon's signing key (GCE identity tokens); absent: signed documents are unavailable. */
+  readonly signingKey?: SigningKey;
   readonly log: Logger;
 }
 
@@ -32,6 +37,10 @@ export interface PipelineStats {
   requests: number;
   forbidden: number;
   badRequests: number;
+  /** Refused by the per-instance rate limit (429). */
+  rateLimited: number;
+  /** Long polls refused because the instance already had limits.held_per_instance held (503). */
+  heldRefused: number;
 }
 
 /** What a connection was identified as when it was accepted. */
@@ -58,10 +67,28 @@ const text = (status: number, body: string, extra: Record<string, string> = {}):
   body,
 });
 
-export function createPipeline(opts: PipelineOptions): { server: http.Server; stats: PipelineStats } {
+export function createPipeline(opts: PipelineOptions): { server: http.Server; stats: PipelineStats; longPolls: LongPolls } {
   const { registry, sockopts, log } = opts;
   const limits = opts.config.limits;
-  const stats: PipelineStats = { connections: 0, refusedConnections: 0, requests: 0, forbidden: 0, badRequests: 0 };
+  const stats: PipelineStats = {
+    connections: 0,
+    refusedConnections: 0,
+    requests: 0,
+    forbidden: 0,
+    badRequests: 0,
+    rateLimited: 0,
+    heldRefused: 0,
+  };
+  const limiter = new RateLimiter();
+  const guestData = new GuestData();
+  const longPolls = new LongPolls(limits.held_per_instance ?? 16);
+  registry.on('change', (change: RegistryChange) => {
+    for (const id of change.removed) {
+      guestData.forget(id);
+      limiter.forget(id);
+    }
+    longPolls.onChange(change);
+  });
 
   const server = http.createServer({
     maxHeaderSize: limits.max_header_bytes,
@@ -94,7 +121,11 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
       return;
     }
     const status =
-      err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : '400 Bad Request';
     const body = `${status.slice(4)}\n`;
     socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
   });
@@ -122,23 +153,95 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
       send(req, res, text(400, 'Bad Request\n'), undefined, false);
       return;
     }
-    const ctx = {
-      instance: bound.instance,
-      port: bound.port,
-      ec2: ec2OptionsFor(opts.config, bound.instance),
-      tokenKey: opts.tokenKey,
-      since: registry.since(bound.instance.id) ?? 0,
-    };
-    let out: DialectResponse;
-    try {
-      const dialect = dialectFor(dreq.path);
-      out = dialect ? dialect.handle(dreq, ctx) : text(404, 'Not Found\n');
-    } catch (err) {
-      log.error({ err: String(err), path: dreq.path, instance: bound.instance.id }, 'dialect failed');
-      out = text(500, 'Internal Server Error\n');
+    const dialect = dialectFor(dreq.path);
+    if (!dialect) {
+      send(req, res, text(404, 'Not Found\n'), ident.fd, false);
+      return;
     }
-    send(req, res, out, ident.fd, false);
+    const rate = limits.rate_per_s?.[dialect.name] ?? 0;
+    if (!limiter.take(dialect.name, bound.instance.id, rate, dreq.now)) {
+      stats.rateLimited++;
+      send(req, res, refusal(dialect, 429), ident.fd, false);
+      return;
+    }
+    const hasBody = req.headers['transfer-encoding'] !== undefined || declared > 0;
+    if (!hasBody) {
+      answer(req, res, dreq, dialect, ident);
+      return;
+    }
+    readBody(req, MAX_BODY).then(
+      (body) => {
+        if (body === undefined) {
+          stats.badRequests++;
+          send(req, res, text(413, 'Payload Too Large\n'), undefined, true);
+        } else answer(req, res, { ...dreq, body }, dialect, ident);
+      },
+      () => req.socket.destroy(),
+    );
   });
+
+  function ctxFor(b: Bound): DialectContext {
+    const guest = guestData.get(b.instance.id);
+    return {
+      instance: b.instance,
+      port: b.port,
+      ec2: ec2OptionsFor(opts.config, b.instance),
+      tokenKey: opts.tokenKey,
+      since: registry.since(b.instance.id) ?? 0,
+      ...(opts.signingKey !== undefined ? { signingKey: opts.signingKey } : {}),
+      ...(guest !== undefined ? { guestData: guest } : {}),
+    };
+  }
+
+  /**
+   * Renders `dreq` for the connection's binding as registered now (403 when it is gone or was
+   * rebound since the connection was accepted), applying what the dialect asks to store.
+   */
+  function render(dreq: DialectRequest, dialect: DialectEntry, ident: ConnIdentity): DialectResponse {
+    const b = registry.byMark(ident.mark);
+    if (!b || b.key !== ident.key) return text(403, 'Forbidden\n');
+    try {
+      const out = dialect.handle(dreq, ctxFor(b));
+      if (out.store !== undefined) guestData.set(b.instance.id, out.store.key, out.store.value);
+      return out;
+    } catch (err) {
+      log.error({ err: String(err), path: dreq.path, instance: b.instance.id }, 'dialect failed');
+      return text(500, 'Internal Server Error\n');
+    }
+  }
+
+  function answer(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    dreq: DialectRequest,
+    dialect: DialectEntry,
+    ident: ConnIdentity,
+  ): void {
+    const out = render(dreq, dialect, ident);
+    if (out.wait === undefined) {
+      send(req, res, out, ident.fd, false);
+      return;
+    }
+    // A long poll: held until the instance changes or the wait times out (longpoll.ts).
+    const instanceId = registry.byMark(ident.mark)?.instance.id ?? '';
+    const held = longPolls.hold(
+      {
+        instanceId,
+        etag: out.wait.etag,
+        rerender: () => render({ ...dreq, now: Date.now() }, dialect, ident),
+        finish: (r) => {
+          if (!res.writableEnded && !req.socket.destroyed) send(req, res, r, ident.fd, false);
+        },
+      },
+      out.wait.timeoutMs,
+    );
+    if (!held.ok) {
+      stats.heldRefused++;
+      send(req, res, refusal(dialect, 503), ident.fd, false);
+      return;
+    }
+    res.once('close', held.cancel);
+  }
 
   function send(req: http.IncomingMessage, res: http.ServerResponse, out: DialectResponse, fd: number | undefined, close: boolean): void {
     if (out.ipTtl !== undefined && fd !== undefined && fd >= 0) {
@@ -164,7 +267,27 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  return { server, stats };
+  return { server, stats, longPolls };
+}
+
+function refusal(dialect: DialectEntry, status: 429 | 503): DialectResponse {
+  return final(dialect.refuse?.(status) ?? text(status, status === 429 ? 'Too Many Requests\n' : 'Service Unavailable\n'));
+}
+
+/** The body as UTF-8, or undefined when it is longer than `max` bytes. */
+function readBody(req: http.IncomingMessage, max: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) over = true;
+      else chunks.push(c);
+    });
+    req.once('end', () => resolve(over ? undefined : Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
 }
 
 function toDialectRequest(req: http.IncomingMessage): DialectRequest {

@@ -6,7 +6,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Instance } from '../../src/model/instance.js';
 import {
-  checkDateTime, checkGuestIPv4, checkGuestIPv6, checkHostname, checkIfname, checkMac, formatIPv6, normalizeIPv6, parseIPv6,
+  checkDateTime,
+  checkGuestIPv4,
+  checkGuestIPv6,
+  checkHostname,
+  checkIfname,
+  checkMac,
+  formatIPv6,
+  normalizeIPv6,
+  parseIPv6,
 } from '../../src/config/addr.js';
 import { formatProblems, loadConfigFile } from '../../src/config/load.js';
 import { checkInstanceSet, validateConfig, validateInstance, type Problem } from '../../src/config/validate.js';
@@ -61,7 +69,14 @@ t.test('the contract example is valid and fully normalized', async (t) => {
     host: 'hv-17',
     state_dir: '/var/lib/linkgate',
     ec2: { tokens: 'optional', hop_limit: 1 },
-    limits: { max_header_bytes: 8192, header_timeout_ms: 5000, keepalive_timeout_ms: 5000, shutdown_grace_ms: 5000 },
+    limits: {
+      max_header_bytes: 8192,
+      header_timeout_ms: 5000,
+      keepalive_timeout_ms: 5000,
+      shutdown_grace_ms: 5000,
+      held_per_instance: 16,
+      rate_per_s: { ec2: 0, gce: 0, openstack: 0, azure: 5 },
+    },
     default_backend: 'embedded',
     backends: { upstream: { url: 'http://127.0.0.1:8775', shared_secret: 's3cret', cache_ttl_s: 15 } },
     registry: { etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/linkgate/' } },
@@ -69,7 +84,9 @@ t.test('the contract example is valid and fully normalized', async (t) => {
       {
         id: 'i-0a1b2c3d4e5f60718',
         hostname: 'web-1',
-        ports: [{ interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11', ipv6: 'fd00:10::11', bridge: 'br0', network: 'tenant-a' }],
+        ports: [
+          { interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11', ipv6: 'fd00:10::11', bridge: 'br0', network: 'tenant-a' },
+        ],
         project: 'proj-alpha',
         region: 'region-1',
         zone: 'region-1a',
@@ -99,7 +116,14 @@ t.test('defaults', async (t) => {
     host: 'hv-test',
     state_dir: '/var/lib/linkgate',
     ec2: { tokens: 'optional', hop_limit: 1 },
-    limits: { max_header_bytes: 8192, header_timeout_ms: 5000, keepalive_timeout_ms: 5000, shutdown_grace_ms: 5000 },
+    limits: {
+      max_header_bytes: 8192,
+      header_timeout_ms: 5000,
+      keepalive_timeout_ms: 5000,
+      shutdown_grace_ms: 5000,
+      held_per_instance: 16,
+      rate_per_s: { ec2: 0, gce: 0, openstack: 0, azure: 5 },
+    },
     default_backend: 'embedded',
     backends: {},
     registry: {},
@@ -110,8 +134,16 @@ t.test('defaults', async (t) => {
 
   const i = okInstance(inst());
   t.same(i, {
-    id: 'i-1', hostname: 'web-1', ports: [port()],
-    project: 'default', region: 'region-1', zone: 'region-1a', image: 'image-0', type: 'm1.small', ssh_keys: [], tags: {},
+    id: 'i-1',
+    hostname: 'web-1',
+    ports: [port()],
+    project: 'default',
+    region: 'region-1',
+    zone: 'region-1a',
+    image: 'image-0',
+    type: 'm1.small',
+    ssh_keys: [],
+    tags: {},
   });
   for (const k of ['user_data', 'role', 'backend', 'ec2']) t.notOk(k in i, `${k} stays absent`);
   for (const k of ['ipv6', 'bridge', 'network']) t.notOk(k in i.ports[0]!, `port ${k} stays absent`);
@@ -136,7 +168,8 @@ t.test('normalization', async (t) => {
   const i = okInstance(inst({ ports: [port({ mac: '52:54:00:AB:cD:0F', ipv6: 'FD00:0010:0000:0000:0000:0000:0000:0011' })] }));
   t.equal(i.ports[0]!.mac, '52:54:00:ab:cd:0f');
   t.equal(i.ports[0]!.ipv6, 'fd00:10::11');
-  const exp = (e: unknown): string | undefined => okInstance(inst({ role: { name: 'r', access_key_id: 'a', secret_access_key: 's', token: 't', expiration: e } })).role?.expiration;
+  const exp = (e: unknown): string | undefined =>
+    okInstance(inst({ role: { name: 'r', access_key_id: 'a', secret_access_key: 's', token: 't', expiration: e } })).role?.expiration;
   t.equal(exp('2030-01-01T00:00:00Z'), '2030-01-01T00:00:00Z');
   t.equal(exp('2030-01-01T02:30:00+02:30'), '2030-01-01T00:00:00Z');
   t.equal(exp('2029-12-31T19:00:00-0500'), '2030-01-01T00:00:00Z');
@@ -192,7 +225,18 @@ t.test('field rules: each failure names its field', async (t) => {
   t.ok(okInstance(inst({ ports: [port({ mac: '02:00:00:00:00:01' })] })), 'locally administered unicast is fine');
   // ipv4
   atPort({ ipv4: undefined }, 'ipv4', /is required/);
-  for (const bad of ['10.0.0', '10.0.0.1.2', '10.0.0.256', '010.0.0.1', '10.0.0.01', '10.0.0.-1', '10.0.0.1/24', '', ' 10.0.0.1', '0x0a.0.0.1'])
+  for (const bad of [
+    '10.0.0',
+    '10.0.0.1.2',
+    '10.0.0.256',
+    '010.0.0.1',
+    '10.0.0.01',
+    '10.0.0.-1',
+    '10.0.0.1/24',
+    '',
+    ' 10.0.0.1',
+    '0x0a.0.0.1',
+  ])
     atPort({ ipv4: bad }, 'ipv4', /not a dotted-quad IPv4 address/);
   atPort({ ipv4: '0.1.2.3' }, 'ipv4', /0\.0\.0\.0\/8/);
   atPort({ ipv4: '127.0.0.1' }, 'ipv4', /loopback/);
@@ -201,12 +245,29 @@ t.test('field rules: each failure names its field', async (t) => {
   atPort({ ipv4: '240.0.0.1' }, 'ipv4', /reserved or broadcast/);
   atPort({ ipv4: '255.255.255.255' }, 'ipv4', /broadcast/);
   atPort({ ipv4: '169.254.169.254' }, 'ipv4', /metadata listen address/);
-  one(t, cfg({ listen: { ipv4: '169.254.1.1' }, instances: [inst({ ports: [port({ ipv4: '169.254.1.1' })] })] }),
-    'instances[0].ports[0].ipv4', /listen address/, 'the configured listen address');
+  one(
+    t,
+    cfg({ listen: { ipv4: '169.254.1.1' }, instances: [inst({ ports: [port({ ipv4: '169.254.1.1' })] })] }),
+    'instances[0].ports[0].ipv4',
+    /listen address/,
+    'the configured listen address',
+  );
   t.ok(okConfig(cfg({ instances: [inst({ ports: [port({ ipv4: '169.254.169.254' })] })], listen: { ipv4: '169.254.1.1' } })));
-  for (const good of ['1.0.0.0', '223.255.255.254', '169.254.0.5', '192.168.0.0', '10.0.0.255']) t.ok(okInstance(inst({ ports: [port({ ipv4: good })] })), good);
+  for (const good of ['1.0.0.0', '223.255.255.254', '169.254.0.5', '192.168.0.0', '10.0.0.255'])
+    t.ok(okInstance(inst({ ports: [port({ ipv4: good })] })), good);
   // ipv6
-  for (const bad of ['fd00::1::2', 'fd00:1', 'fe80::1%eth0', 'g::1', '12345::', '1:2:3:4:5:6:7:8:9', ':1::', '::1:', 'fd00::1.2.3', '1.2.3.4::'])
+  for (const bad of [
+    'fd00::1::2',
+    'fd00:1',
+    'fe80::1%eth0',
+    'g::1',
+    '12345::',
+    '1:2:3:4:5:6:7:8:9',
+    ':1::',
+    '::1:',
+    'fd00::1.2.3',
+    '1.2.3.4::',
+  ])
     atPort({ ipv6: bad }, 'ipv6', /not an IPv6 address/);
   atPort({ ipv6: '::' }, 'ipv6', /unspecified/);
   atPort({ ipv6: '0:0:0:0:0:0:0:1' }, 'ipv6', /loopback/);
@@ -248,7 +309,11 @@ t.test('field rules: each failure names its field', async (t) => {
   at({ tags: { ['k'.repeat(128)]: 'x' } }, `tags.${'k'.repeat(128)}`, /1 to 127/);
   at({ tags: { 'a/b': 'x' } }, 'tags["a/b"]', /must not contain "\/"/);
   at({ tags: { '..': 'x' } }, 'tags[".."]', /must not contain/);
-  t.same(okInstance(inst({ tags: { 'Name': 'web 1', 'a.b c': '', ['k'.repeat(127)]: 'v' } })).tags, { 'Name': 'web 1', 'a.b c': '', ['k'.repeat(127)]: 'v' });
+  t.same(okInstance(inst({ tags: { Name: 'web 1', 'a.b c': '', ['k'.repeat(127)]: 'v' } })).tags, {
+    Name: 'web 1',
+    'a.b c': '',
+    ['k'.repeat(127)]: 'v',
+  });
   const proto = okInstance(inst({ tags: JSON.parse('{"__proto__": "x"}') })).tags;
   t.equal(Object.getPrototypeOf(proto), Object.prototype, 'a "__proto__" tag does not change the prototype');
   t.equal(proto['__proto__'], 'x');
@@ -264,7 +329,15 @@ t.test('field rules: each failure names its field', async (t) => {
   at({ role: { ...role, expiration: '2030-01-01' } }, 'role.expiration', /with a time zone/);
   at({ role: { ...role, expiration: '2030-01-01T00:00:00' } }, 'role.expiration', /with a time zone/);
   at({ role: { ...role, expiration: 'tomorrow' } }, 'role.expiration', /not an ISO-8601 date-time, e\.g\./);
-  for (const bad of ['2030-02-30T00:00:00Z', '2030-13-01T00:00:00Z', '2030-00-01T00:00:00Z', '2030-01-01T24:00:00Z', '2030-01-01T00:60:00Z', '2030-01-01T00:00:60Z', '2030-01-01T00:00:00+24:00'])
+  for (const bad of [
+    '2030-02-30T00:00:00Z',
+    '2030-13-01T00:00:00Z',
+    '2030-00-01T00:00:00Z',
+    '2030-01-01T24:00:00Z',
+    '2030-01-01T00:60:00Z',
+    '2030-01-01T00:00:60Z',
+    '2030-01-01T00:00:00+24:00',
+  ])
     at({ role: { ...role, expiration: bad } }, 'role.expiration', /out of range/);
   at({ role: { ...role, expiration: new Date(NaN) } }, 'role.expiration', /not a valid date-time/);
   at({ role: { ...role, extra: 1 } }, 'role.extra', /unknown field/);
@@ -299,8 +372,14 @@ t.test('top-level rules', async (t) => {
     one(t, cfg({ limits: { [f]: 0 } }), `limits.${f}`, /between 1 and/);
     one(t, cfg({ limits: { [f]: 1e9 } }), `limits.${f}`, /between 1 and/);
   }
-  t.same(okConfig(cfg({ limits: { max_header_bytes: 1024, shutdown_grace_ms: 100 } })).limits,
-    { max_header_bytes: 1024, header_timeout_ms: 5000, keepalive_timeout_ms: 5000, shutdown_grace_ms: 100 });
+  t.same(okConfig(cfg({ limits: { max_header_bytes: 1024, shutdown_grace_ms: 100 } })).limits, {
+    max_header_bytes: 1024,
+    header_timeout_ms: 5000,
+    keepalive_timeout_ms: 5000,
+    shutdown_grace_ms: 100,
+    held_per_instance: 16,
+    rate_per_s: { ec2: 0, gce: 0, openstack: 0, azure: 5 },
+  });
   one(t, cfg({ default_backend: 'nova' }), 'default_backend', /must be 'embedded' or 'upstream'/);
   one(t, { listen: {} }, 'instances', /^is required$/);
   one(t, { instances: {} }, 'instances', /expected an array, found an object/);
@@ -309,7 +388,11 @@ t.test('top-level rules', async (t) => {
   // backends.upstream
   const up = { url: 'http://127.0.0.1:8775', shared_secret: 's3cret' };
   t.same(okConfig(cfg({ backends: { upstream: up } })).backends, { upstream: { ...up, cache_ttl_s: 15 } });
-  t.same(okConfig(cfg({ backends: { upstream: { ...up, url: 'https://nova.example:8775/base', cache_ttl_s: 0 } } })).backends.upstream?.cache_ttl_s, 0);
+  t.same(
+    okConfig(cfg({ backends: { upstream: { ...up, url: 'https://nova.example:8775/base', cache_ttl_s: 0 } } })).backends.upstream
+      ?.cache_ttl_s,
+    0,
+  );
   t.same(okConfig(cfg({ backends: {} })).backends, {});
   one(t, cfg({ backends: { upstream: { ...up, url: 'ftp://x' } } }), 'backends.upstream.url', /not an http:\/\/ or https:\/\/ URL/);
   one(t, cfg({ backends: { upstream: { ...up, url: 'localhost:8775' } } }), 'backends.upstream.url', /not an http/);
@@ -327,15 +410,24 @@ t.test('top-level rules', async (t) => {
   t.equal(okConfig(cfg({ default_backend: 'upstream', backends: { upstream: up } })).default_backend, 'upstream');
   t.ok(okConfig(cfg({ instances: [inst({ backend: 'upstream' })], backends: { upstream: up } })));
   // a broken backends.upstream is reported once, where it is broken
-  one(t, cfg({ default_backend: 'upstream', backends: { upstream: { url: 'http://x' } } }), 'backends.upstream.shared_secret', /is required/);
+  one(
+    t,
+    cfg({ default_backend: 'upstream', backends: { upstream: { url: 'http://x' } } }),
+    'backends.upstream.shared_secret',
+    /is required/,
+  );
   one(t, cfg({ default_backend: 'upstream', backends: 'nova' }), 'backends', /expected an object/);
   // an instance with other problems still gets this one
   const ps = problemsOf(cfg({ instances: [inst({ backend: 'upstream', hostname: '' })] }));
-  t.same(ps.map((p) => p.path), ['instances[0].hostname', 'instances[0].backend']);
+  t.same(
+    ps.map((p) => p.path),
+    ['instances[0].hostname', 'instances[0].backend'],
+  );
 
   // registry.etcd
-  t.same(okConfig(cfg({ registry: { etcd: { endpoints: ['http://10.0.0.1:2379', 'https://10.0.0.2:2379'] } } })).registry,
-    { etcd: { endpoints: ['http://10.0.0.1:2379', 'https://10.0.0.2:2379'], prefix: '/linkgate/' } });
+  t.same(okConfig(cfg({ registry: { etcd: { endpoints: ['http://10.0.0.1:2379', 'https://10.0.0.2:2379'] } } })).registry, {
+    etcd: { endpoints: ['http://10.0.0.1:2379', 'https://10.0.0.2:2379'], prefix: '/linkgate/' },
+  });
   t.equal(okConfig(cfg({ registry: { etcd: { endpoints: ['http://e:2379'], prefix: '/' } } })).registry.etcd?.prefix, '/');
   t.equal(okConfig(cfg({ registry: { etcd: { endpoints: ['http://e:2379'], prefix: '/a/b/' } } })).registry.etcd?.prefix, '/a/b/');
   one(t, cfg({ registry: { etcd: { endpoints: [] } } }), 'registry.etcd.endpoints', /must not be empty/);
@@ -343,7 +435,12 @@ t.test('top-level rules', async (t) => {
   one(t, cfg({ registry: { etcd: { endpoints: 'http://e:2379' } } }), 'registry.etcd.endpoints', /expected an array/);
   one(t, cfg({ registry: { etcd: { endpoints: ['http://e:2379', 'e:2379'] } } }), 'registry.etcd.endpoints[1]', /not an http/);
   for (const bad of ['linkgate/', '/linkgate', '', 'x'])
-    one(t, cfg({ registry: { etcd: { endpoints: ['http://e:2379'], prefix: bad } } }), 'registry.etcd.prefix', /starting and ending with "\/"/);
+    one(
+      t,
+      cfg({ registry: { etcd: { endpoints: ['http://e:2379'], prefix: bad } } }),
+      'registry.etcd.prefix',
+      /starting and ending with "\/"/,
+    );
   one(t, cfg({ registry: { consul: {} } }), 'registry.consul', /unknown field/);
 });
 
@@ -356,9 +453,22 @@ t.test('the root', async (t) => {
   one(t, cfg({ instance: [] }), 'instance', /unknown field \(did you mean 'instances'\?\)/);
   one(t, cfg({ 'x.y': 1 }), '["x.y"]', /^unknown field$/);
   const r = validateInstance(inst({ hostname: undefined, foo: 1 }));
-  t.same(r, { ok: false, problems: [{ path: 'foo', message: 'unknown field' }, { path: 'hostname', message: 'is required' }] }, 'validateInstance paths have no prefix by default');
+  t.same(
+    r,
+    {
+      ok: false,
+      problems: [
+        { path: 'foo', message: 'unknown field' },
+        { path: 'hostname', message: 'is required' },
+      ],
+    },
+    'validateInstance paths have no prefix by default',
+  );
   t.match(validateInstance(inst({ id: '' }), 'body'), { ok: false, problems: [{ path: 'body.id' }] });
-  t.match(validateInstance(inst({ ports: [port({ ipv4: '10.9.9.9' })] }), '', { listenIpv4: '10.9.9.9' }), { ok: false, problems: [{ path: 'ports[0].ipv4', message: /listen address/ }] });
+  t.match(validateInstance(inst({ ports: [port({ ipv4: '10.9.9.9' })] }), '', { listenIpv4: '10.9.9.9' }), {
+    ok: false,
+    problems: [{ path: 'ports[0].ipv4', message: /listen address/ }],
+  });
   t.match(validateInstance(7), { ok: false, problems: [{ path: '', message: 'expected an object, found the number 7' }] });
 });
 
@@ -376,85 +486,168 @@ t.test('every problem is reported at once', async (t) => {
       inst({ id: 'ok-2', region: 5, ports: [{}] }),
     ],
   });
-  t.same(ps.map((p) => p.path), [
-    'surprise',
-    'listen.ipv4',
-    'listen.port',
-    'admin.socket',
-    'limits.bogus',
-    'limits.max_header_bytes',
-    'instances[0].hostname',
-    'instances[0].ports[0].mac',
-    'instances[0].ports[0].ipv4',
-    'instances[0].ports[0].ipv6',
-    'instances[0].tags.a',
-    'instances[0].tags.b',
-    'instances[3].ports[0].interface',
-    'instances[3].ports[0].mac',
-    'instances[3].ports[0].ipv4',
-    'instances[3].region',
-    'instances[2].id',
-    'instances[2].ports[0].ipv4',
-    'instances[1].id',
-    'default_backend',
-  ]);
-  t.match(ps.find((p) => p.path === 'instances[1].id')?.message, /duplicate id "dup": instances\[0\] has it too/, 'an invalid instance still collides by id');
+  t.same(
+    ps.map((p) => p.path),
+    [
+      'surprise',
+      'listen.ipv4',
+      'listen.port',
+      'admin.socket',
+      'limits.bogus',
+      'limits.max_header_bytes',
+      'instances[0].hostname',
+      'instances[0].ports[0].mac',
+      'instances[0].ports[0].ipv4',
+      'instances[0].ports[0].ipv6',
+      'instances[0].tags.a',
+      'instances[0].tags.b',
+      'instances[3].ports[0].interface',
+      'instances[3].ports[0].mac',
+      'instances[3].ports[0].ipv4',
+      'instances[3].region',
+      'instances[2].id',
+      'instances[2].ports[0].ipv4',
+      'instances[1].id',
+      'default_backend',
+    ],
+  );
+  t.match(
+    ps.find((p) => p.path === 'instances[1].id')?.message,
+    /duplicate id "dup": instances\[0\] has it too/,
+    'an invalid instance still collides by id',
+  );
   t.match(ps.find((p) => p.path === 'instances[2].id')?.message, /duplicate id "dup": instances\[1\] has it too/);
 });
 
 t.test('checks across instances', async (t) => {
   // duplicate ids
-  one(t, cfg({ instances: [inst(), inst({ ports: [port({ interface: 'lgtap2', mac: '52:54:00:00:00:02', ipv4: '10.0.0.2' })] })] }),
-    'instances[1].id', /duplicate id "i-1": instances\[0\] has it too/);
+  one(
+    t,
+    cfg({ instances: [inst(), inst({ ports: [port({ interface: 'lgtap2', mac: '52:54:00:00:00:02', ipv4: '10.0.0.2' })] })] }),
+    'instances[1].id',
+    /duplicate id "i-1": instances\[0\] has it too/,
+  );
   // the same triple, in one instance or two, even across networks
-  const ps = problemsOf(cfg({ instances: [inst({ ports: [port({ network: 'a' }), port({ network: 'b' })] }), inst({ id: 'i-2', ports: [port()] })] }));
-  t.same(ps.map((p) => p.path), ['instances[0].ports[1]', 'instances[1].ports[0]']);
+  const ps = problemsOf(
+    cfg({ instances: [inst({ ports: [port({ network: 'a' }), port({ network: 'b' })] }), inst({ id: 'i-2', ports: [port()] })] }),
+  );
+  t.same(
+    ps.map((p) => p.path),
+    ['instances[0].ports[1]', 'instances[1].ports[0]'],
+  );
   t.match(ps[0]?.message, /the same \(interface, mac, ipv4\) as instances\[0\]\.ports\[0\]: lgtap1, 52:54:00:0a:00:0b, 10\.10\.0\.11/);
   // the same ipv4 in the default network
   const a = inst({ id: 'a', ports: [port({ interface: 'tapa', mac: '52:54:00:00:00:0a', ipv4: '10.0.0.5' })] });
   const b = inst({ id: 'b', ports: [port({ interface: 'tapb', mac: '52:54:00:00:00:0b', ipv4: '10.0.0.5' })] });
-  one(t, cfg({ instances: [a, b] }), 'instances[1].ports[0].ipv4', /10\.0\.0\.5 is already used by instances\[0\]\.ports\[0\] in the default network .*set `network`/);
+  one(
+    t,
+    cfg({ instances: [a, b] }),
+    'instances[1].ports[0].ipv4',
+    /10\.0\.0\.5 is already used by instances\[0\]\.ports\[0\] in the default network .*set `network`/,
+  );
   // ... and in one named network
   const net = (i: Obj, network: string): Obj => ({ ...i, ports: [{ ...(i['ports'] as Obj[])[0], network }] });
-  one(t, cfg({ instances: [net(a, 'tenant-a'), net(b, 'tenant-a')] }), 'instances[1].ports[0].ipv4', /in network "tenant-a"; .*set `network`/);
+  one(
+    t,
+    cfg({ instances: [net(a, 'tenant-a'), net(b, 'tenant-a')] }),
+    'instances[1].ports[0].ipv4',
+    /in network "tenant-a"; .*set `network`/,
+  );
   // in different networks it is fine, and a named network is not the default one
   t.equal(okConfig(cfg({ instances: [net(a, 'tenant-a'), net(b, 'tenant-b')] })).instances.length, 2);
   t.ok(okConfig(cfg({ instances: [a, net(b, 'tenant-b')] })));
   // ipv6 too
-  const v6 = (i: Obj, ipv6: string, network?: string): Obj => ({ ...i, ports: [{ ...(i['ports'] as Obj[])[0], ipv4: `10.0.6.${String(i['id']).charCodeAt(0)}`, ipv6, ...(network && { network }) }] });
-  one(t, cfg({ instances: [v6(a, 'fd00::5'), v6(b, 'FD00:0::05')] }), 'instances[1].ports[0].ipv6', /fd00::5 is already used by instances\[0\]\.ports\[0\]/);
+  const v6 = (i: Obj, ipv6: string, network?: string): Obj => ({
+    ...i,
+    ports: [{ ...(i['ports'] as Obj[])[0], ipv4: `10.0.6.${String(i['id']).charCodeAt(0)}`, ipv6, ...(network && { network }) }],
+  });
+  one(
+    t,
+    cfg({ instances: [v6(a, 'fd00::5'), v6(b, 'FD00:0::05')] }),
+    'instances[1].ports[0].ipv6',
+    /fd00::5 is already used by instances\[0\]\.ports\[0\]/,
+  );
   t.ok(okConfig(cfg({ instances: [v6(a, 'fd00::5', 'x'), v6(b, 'fd00::5', 'y')] })));
   // one interface + MAC in two instances
   const c = inst({ id: 'c', ports: [port({ interface: 'tapa', mac: '52:54:00:00:00:0a', ipv4: '10.0.0.6' })] });
-  one(t, cfg({ instances: [a, c] }), 'instances[1].ports[0].mac', /interface tapa with MAC 52:54:00:00:00:0a is already claimed by instances\[0\]\.ports\[0\]/);
+  one(
+    t,
+    cfg({ instances: [a, c] }),
+    'instances[1].ports[0].mac',
+    /interface tapa with MAC 52:54:00:00:00:0a is already claimed by instances\[0\]\.ports\[0\]/,
+  );
   // ... but a NIC may carry a second address within one instance
   t.ok(okConfig(cfg({ instances: [inst({ ports: [port(), port({ ipv4: '10.10.0.12' })] })] })));
   // same MAC on another interface is fine
-  t.ok(okConfig(cfg({ instances: [a, inst({ id: 'd', ports: [port({ interface: 'tapd', mac: '52:54:00:00:00:0a', ipv4: '10.0.0.9' })] })] })));
+  t.ok(
+    okConfig(cfg({ instances: [a, inst({ id: 'd', ports: [port({ interface: 'tapd', mac: '52:54:00:00:00:0a', ipv4: '10.0.0.9' })] })] })),
+  );
   // invalid instances are left out of the cross checks, with the indexes kept
   const ps2 = problemsOf(cfg({ instances: [inst({ hostname: '' }), a, b] }));
-  t.same(ps2.map((p) => p.path), ['instances[0].hostname', 'instances[2].ports[0].ipv4']);
+  t.same(
+    ps2.map((p) => p.path),
+    ['instances[0].hostname', 'instances[2].ports[0].ipv4'],
+  );
 
   // checkInstanceSet directly, with its own path naming
   const x = okInstance(a);
-  t.same(checkInstanceSet([x, x], (i) => (i === 0 ? 'stored' : 'body')).map((p) => p.path), ['body.id', 'body.ports[0]']);
-  t.same(checkInstanceSet([x, x]).map((p) => p.path), ['instances[1].id', 'instances[1].ports[0]']);
+  t.same(
+    checkInstanceSet([x, x], (i) => (i === 0 ? 'stored' : 'body')).map((p) => p.path),
+    ['body.id', 'body.ports[0]'],
+  );
+  t.same(
+    checkInstanceSet([x, x]).map((p) => p.path),
+    ['instances[1].id', 'instances[1].ports[0]'],
+  );
   t.same(checkInstanceSet([]), []);
 });
 
 t.test('addresses and names (unit)', async (t) => {
   // IPv6: our RFC 5952 text against the WHATWG URL serializer (which compresses the same way).
   const cases = [
-    '::', '::1', '1::', '1::2', 'fd00:10::11', '2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1', '2001:0:0:1::1', '1:0:0:2:0:0:0:3',
-    '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1:0:2:0:3:0:4:0', '0:0:1:0:0:0:0:0', '::ffff:192.0.2.1', '64:ff9b::10.0.0.1',
-    'fe80::0001', '0001:0002:0003:0004:0005:0006:0007:0008', '1:2:3:4:5:6:1.2.3.4', '::1.2.3.4', 'abcd:EF01::',
+    '::',
+    '::1',
+    '1::',
+    '1::2',
+    'fd00:10::11',
+    '2001:DB8:0:0:1:0:0:1',
+    '2001:db8::1:0:0:1',
+    '2001:0:0:1::1',
+    '1:0:0:2:0:0:0:3',
+    '1:2:3:4:5:6:7:8',
+    '1:2:3:4:5:6:7::',
+    '::2:3:4:5:6:7:8',
+    '1:0:2:0:3:0:4:0',
+    '0:0:1:0:0:0:0:0',
+    '::ffff:192.0.2.1',
+    '64:ff9b::10.0.0.1',
+    'fe80::0001',
+    '0001:0002:0003:0004:0005:0006:0007:0008',
+    '1:2:3:4:5:6:1.2.3.4',
+    '::1.2.3.4',
+    'abcd:EF01::',
   ];
   for (const s of cases) t.equal(normalizeIPv6(s), new URL(`http://[${s}]/`).hostname.slice(1, -1), s);
   t.equal(normalizeIPv6('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1', 'the first of two equal runs');
   t.equal(normalizeIPv6('2001:db8:0:1:1:1:1:1'), '2001:db8:0:1:1:1:1:1', 'a single zero group is not compressed');
   t.equal(formatIPv6([0, 0, 0, 0, 0, 0, 0, 0]), '::');
   t.same(parseIPv6('::ffff:1.2.3.4'), [0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]);
-  for (const bad of ['', ':', ':::', '1:::2', '1::2::3', '1:2:3:4:5:6:7:8::', '::1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7', '12345::1', '::1.2.3', '::01.2.3.4', '1.2.3.4', 'fe80::1%1', ' ::1'])
+  for (const bad of [
+    '',
+    ':',
+    ':::',
+    '1:::2',
+    '1::2::3',
+    '1:2:3:4:5:6:7:8::',
+    '::1:2:3:4:5:6:7:8',
+    '1:2:3:4:5:6:7',
+    '12345::1',
+    '::1.2.3',
+    '::01.2.3.4',
+    '1.2.3.4',
+    'fe80::1%1',
+    ' ::1',
+  ])
     t.equal(parseIPv6(bad), undefined, JSON.stringify(bad));
   t.equal(checkGuestIPv6('2001:DB8::1'), '2001:db8::1');
   t.equal(checkGuestIPv6('fe80::1'), 'fe80::1', 'link-local is allowed');
@@ -473,7 +666,8 @@ t.test('addresses and names (unit)', async (t) => {
 });
 
 t.test('loading files', async (t) => {
-  const yaml = 'instances:\n  - id: i-1\n    hostname: web-1\n    ports:\n      - { interface: tap1, mac: "52:54:00:00:00:01", ipv4: 10.0.0.1 }\n';
+  const yaml =
+    'instances:\n  - id: i-1\n    hostname: web-1\n    ports:\n      - { interface: tap1, mac: "52:54:00:00:00:01", ipv4: 10.0.0.1 }\n';
   const y = loadConfigFile(file('ok.yaml', yaml), H);
   t.match(y, { ok: true, config: { host: 'hv-test', instances: [{ id: 'i-1', ports: [{ ipv4: '10.0.0.1' }] }] } });
   t.match(loadConfigFile(file('ok.yml', yaml), H), { ok: true }, '.yml');
@@ -484,8 +678,17 @@ t.test('loading files', async (t) => {
   t.match(loadConfigFile(file('bom.yaml', `\uFEFF${yaml}`), H), { ok: true });
 
   // YAML 1.2: yes/no/on/off and bare dates stay strings; a number where a string belongs is a problem.
-  const y12 = loadConfigFile(file('y12.yaml', `${yaml}    tags: { enabled: on, when: 2030-01-01 }\n    role: { name: r, access_key_id: a, secret_access_key: s, token: t, expiration: 2030-01-01T00:00:00+01:00 }\n`), H);
-  t.match(y12, { ok: true, config: { instances: [{ tags: { enabled: 'on', when: '2030-01-01' }, role: { expiration: '2029-12-31T23:00:00Z' } }] } });
+  const y12 = loadConfigFile(
+    file(
+      'y12.yaml',
+      `${yaml}    tags: { enabled: on, when: 2030-01-01 }\n    role: { name: r, access_key_id: a, secret_access_key: s, token: t, expiration: 2030-01-01T00:00:00+01:00 }\n`,
+    ),
+    H,
+  );
+  t.match(y12, {
+    ok: true,
+    config: { instances: [{ tags: { enabled: 'on', when: '2030-01-01' }, role: { expiration: '2029-12-31T23:00:00Z' } }] },
+  });
   const num = loadConfigFile(file('num.yaml', `${yaml}    tags: { count: 3 }\n`), H);
   t.match(num, { ok: false, problems: [{ path: 'instances[0].tags.count', message: /quote it/ }] });
 
@@ -495,7 +698,10 @@ t.test('loading files', async (t) => {
 
   // unreadable
   const missing = loadConfigFile(join(tmp, 'nope.yaml'));
-  t.match(missing, { ok: false, problems: [{ path: '', message: /^cannot read the configuration file: ENOENT: no such file or directory/ }] });
+  t.match(missing, {
+    ok: false,
+    problems: [{ path: '', message: /^cannot read the configuration file: ENOENT: no such file or directory/ }],
+  });
   t.equal(missing.ok || missing.problems.length, 1);
   t.match(loadConfigFile(tmp), { ok: false, problems: [{ path: '', message: /EISDIR/ }] });
 
@@ -507,7 +713,10 @@ t.test('loading files', async (t) => {
   const multi = loadConfigFile(file('multi.yaml', 'instances: []\n---\ninstances: []\n'));
   t.match(multi, { ok: false, problems: [{ message: /line 2, column 1: .*multiple documents/ }] });
   t.match(loadConfigFile(file('empty.yaml', '# nothing\n')), { ok: false, problems: [{ path: '', message: /empty/ }] });
-  const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 9 }, (_, i) => `${'bcdefghij'[i]}: &${'bcdefghij'[i]} [${Array(10).fill(`*${'abcdefghij'[i]}`).join(', ')}]`)].join('\n');
+  const bomb = [
+    'a: &a [x, x, x, x, x, x, x, x, x, x]',
+    ...Array.from({ length: 9 }, (_, i) => `${'bcdefghij'[i]}: &${'bcdefghij'[i]} [${Array(10).fill(`*${'abcdefghij'[i]}`).join(', ')}]`),
+  ].join('\n');
   t.match(loadConfigFile(file('bomb.yaml', `${bomb}\n`)), { ok: false, problems: [{ path: '', message: /^YAML error: .*alias/i }] });
 
   const jdup = loadConfigFile(file('dup.json', '{\n  "instances": [],\n  "instances": []\n}\n'));
@@ -522,12 +731,26 @@ t.test('loading files', async (t) => {
   t.match(loadConfigFile(file('empty.json', '')), { ok: false, problems: [{ path: '', message: /^invalid JSON at line 1, column 1: / }] });
   // the locator against a few more kinds of breakage: [text, line, column]
   const broken: [string, number, number][] = [
-    ['{"a": [1, 2,]}', 1, 13], ['{"a": tru}', 1, 7], ['{"a": 01}', 1, 8], ['{"a" 1}', 1, 6], ['{"a": "x\ty"}', 1, 7],
-    ['{"a": "\\q"}', 1, 7], ['[1 2]', 1, 4], ['{} {}', 1, 4], ['{"a": -}', 1, 7], ['{,}', 1, 2], ['[\n  "\\u12"\n]', 2, 3],
-    ['{"a": {"b": [true, false, null, -1.5e3, "\\u00e9"]}, }', 1, 53], ['x', 1, 1],
+    ['{"a": [1, 2,]}', 1, 13],
+    ['{"a": tru}', 1, 7],
+    ['{"a": 01}', 1, 8],
+    ['{"a" 1}', 1, 6],
+    ['{"a": "x\ty"}', 1, 7],
+    ['{"a": "\\q"}', 1, 7],
+    ['[1 2]', 1, 4],
+    ['{} {}', 1, 4],
+    ['{"a": -}', 1, 7],
+    ['{,}', 1, 2],
+    ['[\n  "\\u12"\n]', 2, 3],
+    ['{"a": {"b": [true, false, null, -1.5e3, "\\u00e9"]}, }', 1, 53],
+    ['x', 1, 1],
   ];
   for (const [text, line, col] of broken)
-    t.match(loadConfigFile(file('b.json', text)), { ok: false, problems: [{ message: new RegExp(`^invalid JSON at line ${line}, column ${col}: `) }] }, text);
+    t.match(
+      loadConfigFile(file('b.json', text)),
+      { ok: false, problems: [{ message: new RegExp(`^invalid JSON at line ${line}, column ${col}: `) }] },
+      text,
+    );
   const deep = `${'['.repeat(200_000)}x`;
   t.match(loadConfigFile(file('deep.json', deep)), { ok: false, problems: [{ message: /^invalid JSON: / }] }, 'too deep to locate');
   t.match(loadConfigFile(file('null.json', 'null')), { ok: false, problems: [{ path: '', message: /empty/ }] });
@@ -536,7 +759,10 @@ t.test('loading files', async (t) => {
 t.test('formatProblems', async (t) => {
   t.equal(formatProblems([]), '');
   t.equal(
-    formatProblems([{ path: '', message: 'the configuration is empty' }, { path: 'instances[0].ports[1].mac', message: 'is required' }]),
+    formatProblems([
+      { path: '', message: 'the configuration is empty' },
+      { path: 'instances[0].ports[1].mac', message: 'is required' },
+    ]),
     '(root): the configuration is empty\ninstances[0].ports[1].mac: is required',
   );
   const ps = problemsOf(cfg({ instances: [inst({ tags: { 'new\nline': 'x' }, hostname: 'a\nb' })] }));
