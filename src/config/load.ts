@@ -29,9 +29,9 @@ export function formatProblems(problems: readonly Problem[]): string {
 }
 
 /** YAML syntax errors (and duplicate keys), each with its line and column. */
-function yamlErrors(text: string, opts: { schema?: 'json' } = {}): { errors: Problem[]; value: () => unknown } {
+function yamlErrors(text: string): { errors: Problem[]; value: () => unknown } {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { ...opts, lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const errors = doc.errors.map((e) => {
     const at = lines.linePos(e.pos[0]);
     return root(`${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'YAML syntax error'} at line ${at.line}, column ${at.col}: ${e.message}`);
@@ -53,8 +53,9 @@ function parseYaml(text: string): Parsed {
 function parseJson(text: string): Parsed {
   try {
     const value: unknown = JSON.parse(text);
-    // JSON.parse keeps the last of duplicate keys silently; JSON is YAML, so let yaml find them.
-    const dups = yamlErrors(text, { schema: 'json' }).errors.filter((p) => p.message.startsWith('duplicate key'));
+    // JSON.parse keeps the last of duplicate keys silently: find them (a token scan; the YAML
+    // parser would do it too, but costs seconds and a gigabyte on a 100,000-instance file).
+    const dups = jsonDuplicateKeys(text);
     return dups.length > 0 ? { ok: false, problems: dups } : { ok: true, value };
   } catch (e) {
     const at = jsonErrorOffset(text);
@@ -66,6 +67,36 @@ function parseJson(text: string): Parsed {
 
 const TOKEN =
   /[ \t\n\r]*(?:("(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)|([{}[\],:]))?/y;
+
+function lineCol(s: string, at: number): string {
+  const lines = s.slice(0, at).split('\n');
+  return `line ${lines.length}, column ${lines.at(-1)!.length + 1}`;
+}
+
+/** Duplicate keys in (valid) JSON text, each with its line and column. */
+function jsonDuplicateKeys(s: string): Problem[] {
+  const out: Problem[] = [];
+  // Per open container: its keys when it is an object, and whether a key comes next.
+  const stack: { keys: Set<string> | undefined; keyNext: boolean }[] = [];
+  TOKEN.lastIndex = 0;
+  for (let i = 0; i < s.length;) {
+    TOKEN.lastIndex = i;
+    const m = TOKEN.exec(s)!;
+    if (m[0].length === 0) break;
+    i = TOKEN.lastIndex;
+    const top = stack.at(-1);
+    if (m[1] !== undefined && top?.keys && top.keyNext) {
+      const key = JSON.parse(m[1]) as string;
+      if (top.keys.has(key)) out.push(root(`duplicate key at ${lineCol(s, i - m[1].length)}: ${m[1]}`));
+      top.keys.add(key);
+      top.keyNext = false;
+    } else if (m[3] === '{') stack.push({ keys: new Set(), keyNext: true });
+    else if (m[3] === '[') stack.push({ keys: undefined, keyNext: false });
+    else if (m[3] === '}' || m[3] === ']') stack.pop();
+    else if (m[3] === ',' && top?.keys) top.keyNext = true;
+  }
+  return out;
+}
 
 /**
  * Where JSON text first goes wrong (V8's messages do not always say): a small recursive-descent
