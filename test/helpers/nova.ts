@@ -1,0 +1,78 @@
+// Runs test/helpers/nova-server.mjs inside a lab's hypervisor namespace, on 127.0.0.1 there, and
+// talks to it over the IPC channel (which `ip netns exec` passes through: it execs in place).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot } from '../../src/lab/daemon.js';
+import { inNetns } from '../../src/lab/netns.js';
+import type { Lab } from '../../src/lab/lab.js';
+import type { Teardownable } from './net.js';
+
+export interface NovaOptions {
+  readonly port: number;
+  readonly secret: string;
+  readonly instances: Readonly<Record<string, { project: string }>>;
+}
+
+export interface NovaState {
+  readonly calls: number;
+  readonly byKey: Readonly<Record<string, number>>;
+}
+
+export interface Nova {
+  readonly url: string;
+  state(): Promise<NovaState>;
+  /** Calls for (instance id, url) so far. */
+  callsFor(id: string, url: string): Promise<number>;
+  setDelay(ms: number): Promise<void>;
+  /** SIGKILL (by PID) and wait: the backend is down. */
+  stop(): Promise<void>;
+  /** Started again on the same port (counts start from 0). */
+  restart(): Promise<void>;
+}
+
+export async function startNova(t: Teardownable, lab: Lab, opts: NovaOptions): Promise<Nova> {
+  let child: ChildProcess | undefined;
+  const launch = async (): Promise<void> => {
+    const [cmd, ...argv] = inNetns(lab.hv, [
+      process.execPath,
+      join(repoRoot(), 'test', 'helpers', 'nova-server.mjs'),
+      JSON.stringify(opts),
+    ]);
+    const c = spawn(cmd as string, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child = c;
+    if (c.pid !== undefined) lab.trackPid(c.pid);
+    await new Promise<void>((resolve, reject) => {
+      c.once('message', () => resolve());
+      c.once('exit', (code) => reject(new Error(`nova exited (${code})`)));
+    });
+  };
+  const stop = async (): Promise<void> => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise((r) => c.once('exit', r));
+    if (c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
+    await gone;
+    if (c.pid !== undefined) lab.untrackPid(c.pid);
+  };
+  const ask = (msg: object): Promise<NovaState> =>
+    new Promise((resolve, reject) => {
+      const c = child;
+      if (!c) return reject(new Error('nova is stopped'));
+      c.once('message', (m) => resolve(m as NovaState));
+      c.send(msg);
+    });
+  await launch();
+  t.teardown(stop);
+  return {
+    url: `http://127.0.0.1:${opts.port}`,
+    state: () => ask({ cmd: 'calls' }),
+    callsFor: async (id, url) => (await ask({ cmd: 'calls' })).byKey[`${id} ${url}`] ?? 0,
+    setDelay: async (ms) => void (await ask({ cmd: 'delay', ms })),
+    stop,
+    restart: async () => {
+      await stop();
+      await launch();
+    },
+  };
+}
