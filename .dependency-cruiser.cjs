@@ -6,7 +6,7 @@
 const LAYERS = {
   cli: { may: ['daemon', 'lab', 'config', 'model'], note: 'commands, flags, exit codes' },
   daemon: {
-    may: ['pipeline', 'backends', 'packet', 'identity', 'dataplane', 'config', 'model', 'native-bindings', 'dialects/*.ts'],
+    may: ['pipeline', 'backends', 'packet', 'identity', 'sources', 'dataplane', 'config', 'model', 'native-bindings', 'dialects/*.ts'],
     note: "wiring, lifecycle, signals, reload; of dialects only the shared contract (choosing the cloud is the router's job)",
   },
   lab: { may: ['config', 'model'], note: 'spawns bin/linkgate; never imports the daemon' },
@@ -14,6 +14,7 @@ const LAYERS = {
   dialects: { may: ['model'], note: 'one cloud each; pure functions of (instance, request)' },
   backends: { may: ['identity', 'model'], note: 'where answers come from; no dialect paths' },
   packet: { may: ['wire', 'model'], note: 'AF_PACKET ports, ARP/NDP, user-space TCP' },
+  sources: { may: ['config', 'model'], note: 'where instances come from besides the file: admin API state on disk, the etcd watch' },
   identity: { may: ['dataplane', 'model'], note: 'registry; from dataplane only mark.ts and types (see identity-no-kernel)' },
   dataplane: { may: ['model', 'native-bindings'], note: 'netlink, nftables, sysctls' },
   config: { may: ['model'], note: 'the config file and its validator' },

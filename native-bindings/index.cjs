@@ -24,4 +24,5 @@ module.exports = {
   getMark: native.getMark,
   setIpTtl: native.setIpTtl,
   getIpTtl: native.getIpTtl,
+  listenTcp: native.listenTcp,
 };

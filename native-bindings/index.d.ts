@@ -13,7 +13,15 @@ export interface NativeSocketError extends Error {
 
 /** getsockopt(fd, SOL_SOCKET, SO_MARK): the socket's fwmark, an unsigned 32-bit integer. */
 export declare function getMark(fd: number): number;
-/** setsockopt(fd, IPPROTO_IP, IP_TTL, ttl); ttl must be an integer in 1..255. */
+/**
+ * setsockopt(fd, IPPROTO_IP, IP_TTL, ttl), or IPV6_UNICAST_HOPS on an IPv6 socket; ttl in 1..255
+ * (-1 on IPv6: back to the route's default).
+ */
 export declare function setIpTtl(fd: number, ttl: number): void;
-/** getsockopt(fd, IPPROTO_IP, IP_TTL). */
+/** getsockopt(fd, IPPROTO_IP, IP_TTL), or IPV6_UNICAST_HOPS on an IPv6 socket (-1: the route's default). */
 export declare function getIpTtl(fd: number): number;
+/**
+ * A listening TCP socket on address:port with SO_REUSEADDR and SO_REUSEPORT, bound to `ifname`
+ * with SO_BINDTODEVICE unless it is ''. Returns the non-blocking fd, for server.listen({ fd }).
+ */
+export declare function listenTcp(address: string, port: number, ifname: string, backlog: number): number;

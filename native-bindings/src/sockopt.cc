@@ -2,6 +2,12 @@
 //   getMark(fd)        getsockopt(SOL_SOCKET, SO_MARK)  -> uint32
 //   setIpTtl(fd, ttl)  setsockopt(IPPROTO_IP, IP_TTL), ttl in 1..255
 //   getIpTtl(fd)       getsockopt(IPPROTO_IP, IP_TTL)
+//   (on an IPv6 socket both use IPPROTO_IPV6 / IPV6_UNICAST_HOPS, where -1 means the route's default)
+//   listenTcp(address, port, ifname, backlog)
+//                      socket + SO_REUSEADDR + SO_REUSEPORT (+ SO_BINDTODEVICE when ifname is
+//                      not empty) + bind + listen; returns the non-blocking fd for Node's
+//                      server.listen({ fd }). Node 20 can set neither SO_REUSEPORT nor
+//                      SO_BINDTODEVICE, and per-port listeners need both.
 // Failures throw an Error with .code (errno name, e.g. 'EBADF'), .errno and .syscall.
 #include <napi.h>
 
@@ -9,8 +15,12 @@
 #include <cstring>
 #include <string>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace {
 
@@ -25,6 +35,10 @@ const char* ErrnoName(int err) {
     case EFAULT: return "EFAULT";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case ENOMEM: return "ENOMEM";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ENODEV: return "ENODEV";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
     default: return nullptr;
   }
 }
@@ -76,14 +90,33 @@ Napi::Value GetMark(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(mark));
 }
 
+int Domain(int fd) {
+  int domain = AF_INET;
+  socklen_t len = sizeof(domain);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return -1;
+  return domain;
+}
+
 Napi::Value SetIpTtl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   long fd, ttl;
   if (!IntArg(info, 0, "fd", 0, kMaxFd, &fd)) return env.Undefined();
-  if (!IntArg(info, 1, "ttl", 1, 255, &ttl)) return env.Undefined();
+  if (!IntArg(info, 1, "ttl", -1, 255, &ttl)) return env.Undefined();
+  int domain = Domain(static_cast<int>(fd));
+  if (domain < 0) {
+    ThrowErrno(env, errno, "getsockopt", "SO_DOMAIN");
+    return env.Undefined();
+  }
+  if (ttl == 0 || (ttl == -1 && domain != AF_INET6)) {
+    Napi::RangeError e = Napi::RangeError::New(env, "ttl must be an integer in 1..255 (-1 on IPv6: the route's default)");
+    e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   int v = static_cast<int>(ttl);
-  if (setsockopt(static_cast<int>(fd), IPPROTO_IP, IP_TTL, &v, sizeof(v)) != 0) {
-    ThrowErrno(env, errno, "setsockopt", "IP_TTL");
+  bool v6 = domain == AF_INET6;
+  if (setsockopt(static_cast<int>(fd), v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_UNICAST_HOPS : IP_TTL, &v, sizeof(v)) != 0) {
+    ThrowErrno(env, errno, "setsockopt", v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL");
   }
   return env.Undefined();
 }
@@ -92,19 +125,94 @@ Napi::Value GetIpTtl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   long fd;
   if (!IntArg(info, 0, "fd", 0, kMaxFd, &fd)) return env.Undefined();
+  int domain = Domain(static_cast<int>(fd));
+  if (domain < 0) {
+    ThrowErrno(env, errno, "getsockopt", "SO_DOMAIN");
+    return env.Undefined();
+  }
+  bool v6 = domain == AF_INET6;
   int v = 0;
   socklen_t len = sizeof(v);
-  if (getsockopt(static_cast<int>(fd), IPPROTO_IP, IP_TTL, &v, &len) != 0) {
-    ThrowErrno(env, errno, "getsockopt", "IP_TTL");
+  if (getsockopt(static_cast<int>(fd), v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_UNICAST_HOPS : IP_TTL, &v, &len) != 0) {
+    ThrowErrno(env, errno, "getsockopt", v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL");
     return env.Undefined();
   }
   return Napi::Number::New(env, v);
+}
+
+Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[2].IsString()) {
+    Napi::TypeError e = Napi::TypeError::New(env, "listenTcp(address: string, port: number, ifname: string, backlog: number)");
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string address = info[0].As<Napi::String>().Utf8Value();
+  std::string ifname = info[2].As<Napi::String>().Utf8Value();
+  long port, backlog;
+  if (!IntArg(info, 1, "port", 1, 65535, &port)) return env.Undefined();
+  if (!IntArg(info, 3, "backlog", 1, 65535, &backlog)) return env.Undefined();
+  if (ifname.size() >= IFNAMSIZ) {
+    Napi::RangeError e = Napi::RangeError::New(env, "ifname must be shorter than 16 bytes");
+    e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  sockaddr_storage ss{};
+  socklen_t sslen;
+  int family;
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, address.c_str(), &s4->sin_addr) == 1) {
+    family = AF_INET;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(static_cast<uint16_t>(port));
+    sslen = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, address.c_str(), &s6->sin6_addr) == 1) {
+    family = AF_INET6;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(static_cast<uint16_t>(port));
+    sslen = sizeof(sockaddr_in6);
+  } else {
+    Napi::TypeError e = Napi::TypeError::New(env, "address must be an IPv4 or IPv6 address");
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket", address.c_str());
+    return env.Undefined();
+  }
+  int one = 1;
+  const char* step = nullptr;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) step = "SO_REUSEADDR";
+  else if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) step = "SO_REUSEPORT";
+  else if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) step = "IPV6_V6ONLY";
+  else if (!ifname.empty() && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname.c_str(), static_cast<socklen_t>(ifname.size())) != 0) step = "SO_BINDTODEVICE";
+  if (step != nullptr) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, err, "setsockopt", step);
+    return env.Undefined();
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sslen) != 0) step = "bind";
+  else if (listen(fd, static_cast<int>(backlog)) != 0) step = "listen";
+  if (step != nullptr) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, err, step, address.c_str());
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getMark", Napi::Function::New(env, GetMark, "getMark"));
   exports.Set("setIpTtl", Napi::Function::New(env, SetIpTtl, "setIpTtl"));
   exports.Set("getIpTtl", Napi::Function::New(env, GetIpTtl, "getIpTtl"));
+  exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
   return exports;
 }
 

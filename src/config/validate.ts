@@ -12,6 +12,7 @@ import {
   BAD,
   compact,
   def,
+  describe,
   fail,
   fields,
   fmt,
@@ -34,6 +35,7 @@ import {
 export type { Problem } from './checks.js';
 
 export const DEFAULT_LISTEN_IPV4 = '169.254.169.254';
+export const DEFAULT_LISTEN_IPV6 = 'fd00:ec2::254';
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: Problem[] };
 export type InstanceResult = { ok: true; instance: Instance } | { ok: false; problems: Problem[] };
@@ -250,10 +252,16 @@ const listenIpv4 = fmt((s) => {
   return o[0] === 0 || o[0] >= 224 ? { error: `${s} cannot be a listen address` } : s;
 });
 
+/** `false` turns IPv6 metadata off. */
+const listenIpv6: Check<string | false> = (v, path, out) => (v === false ? false : fmt(checkGuestIPv6)(v, path, out));
+
 const upstream = object({
   url: httpUrl,
   shared_secret: str({ min: 1, printable: true }),
   cache_ttl_s: def(int(0, 86_400), 15),
+  timeout_ms: def(int(50, 60_000), 2000),
+  max_connections: def(int(1, 1024), 16),
+  stale_if_error_s: def(int(0, 86_400), 300),
 });
 
 const etcd = object({
@@ -264,7 +272,9 @@ const etcd = object({
 function topSpec(defaultHost: string) {
   const host = fmt(checkHostname);
   return {
-    listen: orEmpty(object({ ipv4: def(listenIpv4, DEFAULT_LISTEN_IPV4), port: def(int(1, 65_535), 80) })),
+    listen: orEmpty(
+      object({ ipv4: def(listenIpv4, DEFAULT_LISTEN_IPV4), ipv6: def(listenIpv6, DEFAULT_LISTEN_IPV6), port: def(int(1, 65_535), 80) }),
+    ),
     admin: orEmpty(object({ socket: def(absPath(107), '/run/linkgate/admin.sock') })),
     host: ((v, path, out) => {
       if (v !== undefined) return host(v, path, out);
@@ -347,4 +357,59 @@ export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): 
 
   if (problems.length > 0 || !allGood(r)) return { ok: false, problems };
   return { ok: true, config: { ...r, instances: good.map((g) => g.instance) } };
+}
+
+// ---- one instance from the admin API or the etcd registry -------------------------------------
+
+/** What an instance from outside the file is checked against: the running configuration. */
+export interface InstanceContext {
+  readonly listenIpv4: string;
+  /** backends.upstream is configured (an instance may then say `backend: upstream`). */
+  readonly upstream: boolean;
+}
+
+export function instanceContext(config: Pick<Config, 'listen' | 'backends'>): InstanceContext {
+  return { listenIpv4: config.listen.ipv4, upstream: config.backends.upstream !== undefined };
+}
+
+/**
+ * One instance as the admin API and the etcd registry take it: `validateInstance`, plus what the
+ * file checks across sections (`backend: upstream` needs backends.upstream), plus the id the
+ * caller expects (the API path's, the etcd key's): a body without `id` gets `expectId`, a body
+ * with another id is a problem at `id`.
+ */
+export function validateInstanceFor(raw: unknown, ctx: InstanceContext, expectId?: string, path = ''): InstanceResult {
+  let body = raw;
+  if (expectId !== undefined && isObject(raw)) {
+    if (raw['id'] === undefined) body = { ...raw, id: expectId };
+    else if (raw['id'] !== expectId) {
+      return { ok: false, problems: [{ path: join(path, 'id'), message: `is ${describe(raw['id'])} but the instance is ${q(expectId)}` }] };
+    }
+  }
+  const r = validateInstance(body, path, { listenIpv4: ctx.listenIpv4 });
+  if (r.ok && r.instance.backend === 'upstream' && !ctx.upstream) {
+    return { ok: false, problems: [{ path: join(path, 'backend'), message: "is 'upstream' but backends.upstream is not configured" }] };
+  }
+  return r;
+}
+
+/**
+ * `checkInstanceSet` for instances of several sources: each problem with the index of the
+ * instance it is about (the later claimant) and a message naming instances by id.
+ */
+export function instanceSetConflicts(instances: readonly Instance[]): { index: number; message: string }[] {
+  const names = instances.map((inst) => `instance ${inst.id}`);
+  const indexOf = (path: string): number => {
+    let best = -1;
+    names.forEach((n, i) => {
+      const next = path.charAt(n.length);
+      if (path.startsWith(n) && (next === '' || next === '.' || next === '[') && (best < 0 || n.length > (names[best]?.length ?? 0)))
+        best = i;
+    });
+    return best;
+  };
+  return checkInstanceSet(instances, (i) => names[i] ?? `instances[${i}]`).map((p) => ({
+    index: indexOf(p.path),
+    message: `${p.path}: ${p.message}`,
+  }));
 }

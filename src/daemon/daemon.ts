@@ -7,15 +7,18 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import type http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { loadConfigFile, formatProblems } from '../config/load.js';
-import { Dataplane, DEFAULT_DATAPLANE } from '../dataplane/dataplane.js';
+import { Dataplane, DEFAULT_DATAPLANE, type ServedBinding } from '../dataplane/dataplane.js';
 import { Registry } from '../identity/registry.js';
 import type { Config } from '../model/instance.js';
 import type { Logger } from '../model/log.js';
 import { createPipeline, type SockOpts } from '../pipeline/server.js';
 import { createAdminServer } from './admin.js';
+import { Listeners, type ListenerSpec, type ListenTcp } from './listeners.js';
+import { Responders } from './responders.js';
 import { loadOrCreateKey, type DaemonKey } from './keys.js';
+import { wire } from './wiring.js';
 
 export interface DaemonHandle {
   readonly registry: Registry;
@@ -24,33 +27,65 @@ export interface DaemonHandle {
   reload(): Promise<boolean>;
 }
 
-export function loadSockOpts(): SockOpts {
+export function loadSockOpts(): SockOpts & ListenTcp {
   // The addon is CommonJS; its path is the same from src/daemon (tests) and dist/daemon.
   const require = createRequire(import.meta.url);
-  return require('../../native-bindings/index.cjs') as SockOpts;
+  return require('../../native-bindings/index.cjs') as SockOpts & ListenTcp;
 }
 
-function listen(server: http.Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port, host, backlog: 4096 }, () => {
-      server.off('error', reject);
-      resolve();
+/** Per-port listeners for routed ports of tenant networks (see listeners.ts). */
+function boundListeners(served: readonly ServedBinding[], ipv6: string | false, ipv4: string): ListenerSpec[] {
+  const out: ListenerSpec[] = [];
+  for (const s of served) {
+    if (s.binding.network === 0 || s.bridge !== undefined) continue;
+    out.push({ address: ipv4, ifname: s.binding.ifname });
+    if (ipv6 !== false && s.binding.ipv6 !== undefined) out.push({ address: ipv6, ifname: s.binding.ifname });
+  }
+  return out;
+}
+
+/** Refuses to start beside a running daemon: its admin socket would be taken over. */
+async function assertAlone(socketPath: string): Promise<void> {
+  const answered = await new Promise<boolean>((resolve) => {
+    const c = net.connect(socketPath);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
     });
+    c.once('error', () => resolve(false));
   });
+  if (answered) throw new Error(`another linkgate is running: its admin socket ${socketPath} answers`);
 }
 
 /** Starts serving. Throws (after undoing what it did) if the kernel state cannot be set up. */
 export async function startDaemon(config: Config, configFile: string | undefined, log: Logger): Promise<DaemonHandle> {
+  await assertAlone(config.admin.socket);
   const sockopts = loadSockOpts();
   const registry = new Registry();
   registry.replaceAll(config.instances);
+  const responders = new Responders({ ipv4: config.listen.ipv4, ipv6: config.listen.ipv6, log });
+  let listeners: Listeners | undefined;
+  // Responders and per-port listeners follow what the kernel serves, one update at a time.
+  let follow = Promise.resolve();
   const dataplane = new Dataplane({
     ...DEFAULT_DATAPLANE,
     listenIpv4: config.listen.ipv4,
+    listenIpv6: config.listen.ipv6 === false ? undefined : config.listen.ipv6,
     port: config.listen.port,
     log,
+    onServed: (served) => {
+      follow = follow
+        .then(async () => {
+          await responders.sync(served);
+          await listeners?.sync(boundListeners(served, config.listen.ipv6, config.listen.ipv4));
+        })
+        .catch((err: unknown) => log.error({ err: String(err) }, 'updating responders and listeners failed'));
+    },
   });
+  // ---- instance sources (admin API state, etcd) and the upstream backend: wiring.ts ----
+  // Loaded before the dataplane follows the registry: the kernel starts with the merged set.
+  const wiring = await wire({ config, registry, log, settle: () => dataplane.setBindings(registry.bindings()) });
+  // ---- end sources ----
   registry.on('change', () => void dataplane.setBindings(registry.bindings()));
 
   const tokenKey = randomBytes(32);
@@ -61,27 +96,54 @@ export async function startDaemon(config: Config, configFile: string | undefined
   } catch (err) {
     log.warn({ err: String(err), state_dir: config.state_dir }, 'no signing key: GCE identity tokens are unavailable');
   }
-  const { server, stats, longPolls } = createPipeline({ config, registry, sockopts, tokenKey, log, ...(signingKey ? { signingKey } : {}) });
+  const { server, stats, longPolls } = createPipeline({
+    config,
+    registry,
+    sockopts,
+    tokenKey,
+    log,
+    backends: wiring.backends,
+    ...(signingKey ? { signingKey } : {}),
+  });
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
 
+  const ports = new Listeners({ http: server, native: sockopts, port: config.listen.port, backlog: 4096, log });
   let admin: http.Server | undefined;
   try {
     await dataplane.start(registry.bindings());
-    await listen(server, config.listen.port, config.listen.ipv4);
+    await ports.open({ address: config.listen.ipv4, ifname: '' });
+    if (config.listen.ipv6 !== false) {
+      await ports.open({ address: config.listen.ipv6, ifname: '' }).catch((err: unknown) => {
+        log.warn({ err: String(err), address: config.listen.ipv6 }, 'no IPv6 metadata listener');
+      });
+    }
+    listeners = ports;
+    await ports.sync(boundListeners(dataplane.served(), config.listen.ipv6, config.listen.ipv4));
     await mkdir(dirname(config.admin.socket), { recursive: true, mode: 0o700 });
     await rm(config.admin.socket, { force: true });
-    admin = createAdminServer({ registry, dataplane, stats, log, keys: () => (signingKey ? [signingKey.jwk] : []) });
+    admin = createAdminServer({
+      registry,
+      dataplane,
+      stats,
+      log,
+      keys: () => (signingKey ? [signingKey.jwk] : []),
+      instances: wiring.instances,
+      status: () => wiring.status(),
+    });
     await new Promise<void>((resolve, reject) => {
       admin?.once('error', reject).listen(config.admin.socket, () => resolve());
     });
     await chmod(config.admin.socket, 0o600);
+    await wiring.start(); // etcd: first read (or first failure: served from what the other sources hold)
   } catch (err) {
-    server.close();
+    ports.close();
+    responders.stop();
     admin?.close();
+    await wiring.stop();
     await dataplane.stop();
     throw err;
   }
@@ -93,7 +155,8 @@ export async function startDaemon(config: Config, configFile: string | undefined
     stop(reason: string): Promise<void> {
       stopping ??= (async () => {
         log.info({ reason, inFlight: sockets.size }, 'stopping');
-        server.close();
+        ports.close();
+        responders.stop();
         server.closeIdleConnections();
         longPolls.releaseAll();
         admin?.close();
@@ -106,6 +169,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
           log.warn({ connections: sockets.size }, 'grace period over: closing remaining connections');
           server.closeAllConnections();
         }
+        await wiring.stop();
         await dataplane.stop();
         await rm(config.admin.socket, { force: true }).catch(() => undefined);
         log.info({}, 'stopped');
@@ -119,7 +183,12 @@ export async function startDaemon(config: Config, configFile: string | undefined
         log.error({ problems: res.problems }, `reload refused, keeping the running configuration:\n${formatProblems(res.problems)}`);
         return false;
       }
-      const change = registry.replaceAll(res.config.instances);
+      // The file's instances beside the admin API's (instances.ts): a clash refuses the reload.
+      const { problems, change } = await wiring.instances.reloadFile(res.config.instances);
+      if (problems.length > 0) {
+        log.error({ problems }, `reload refused, keeping the running configuration:\n${formatProblems(problems)}`);
+        return false;
+      }
       log.info({ ...change }, 'configuration reloaded (instances; listen/admin changes need a restart)');
       return true;
     },
@@ -127,6 +196,9 @@ export async function startDaemon(config: Config, configFile: string | undefined
   log.info(
     {
       listen: `${config.listen.ipv4}:${config.listen.port}`,
+      listenIpv6: config.listen.ipv6,
+      listeners: ports.size,
+      responders: responders.size,
       admin: config.admin.socket,
       instances: registry.size,
       served: dataplane.served().length,

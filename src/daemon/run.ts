@@ -1,6 +1,7 @@
 /** `linkgate serve`: run in the foreground until SIGTERM/SIGINT; SIGHUP reloads instances. */
 import { formatProblems, loadConfigFile } from '../config/load.js';
 import { startDaemon } from './daemon.js';
+import { ConfigConflictError } from './instances.js';
 import { createLogger } from './logger.js';
 
 /** Resolves with the process exit code. */
@@ -15,6 +16,11 @@ export async function serve(configFile: string): Promise<number> {
   try {
     daemon = await startDaemon(res.config, configFile, log);
   } catch (err) {
+    if (err instanceof ConfigConflictError) {
+      process.stderr.write(`linkgate: invalid configuration ${configFile}:\n${formatProblems(err.problems)}\n`);
+      log.error({ problems: err.problems }, 'cannot start: the configuration conflicts with the admin API state');
+      return 2;
+    }
     log.error({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
     return 1;
   }

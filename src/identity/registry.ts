@@ -79,6 +79,8 @@ export class Registry extends EventEmitter {
       ifname: b.port.interface,
       mac: b.port.mac,
       ipv4: b.port.ipv4,
+      ipv6: b.port.ipv6,
+      bridge: b.port.bridge,
       mark: b.mark,
       network: b.network,
     }));

@@ -1,10 +1,15 @@
 /**
  * `npm start`: a lab of guests, the daemon in the lab's hypervisor namespace, a request from
  * every guest, IMDSv2 from one, a spoofing attempt, a summary table, and a clean teardown.
+ *
+ * After the N routed guests, guest N+1 is bridged (a port of <prefix>br), N+2 asks over IPv6
+ * (fd00:ec2::254), and N+3 / N+4 are on tenant networks tenant-a / tenant-b with the same IPv4 and
+ * MAC; each gets a row and counts toward the exit code like the others. LINKGATE_DEMO_FULL=0
+ * leaves them out (routed guests only).
  */
 import { adminGet } from './admin.js';
 import { startDaemon, type DaemonProc } from './daemon.js';
-import { createLab, type Lab } from './lab.js';
+import { createLab, METADATA_IPV4, type GuestInfo, type Lab, type LabOptions } from './lab.js';
 import { installLabSafetyNet } from './safety.js';
 
 interface Row {
@@ -29,14 +34,40 @@ function table(rows: readonly Row[]): string {
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 
+/** The bridged, IPv6 and tenant-network guests are left out only when LINKGATE_DEMO_FULL=0. */
+export function demoFull(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env['LINKGATE_DEMO_FULL'] !== '0';
+}
+
+/** The lab for the demo: `guests` routed guests, plus (full) one bridged, one IPv6, two overlapping tenant guests. */
+export function demoLabOptions(guests: number, full: boolean): LabOptions {
+  if (!full) return { guests };
+  return {
+    guests: guests + 4,
+    bridged: [guests + 1],
+    ipv6: [guests + 2],
+    networks: ['tenant-a', 'tenant-b'],
+    tenants: [guests + 3, guests + 4],
+    overlap: true,
+  };
+}
+
+/** The table's route column: how the guest reaches the metadata address. */
+function routeOf(g: GuestInfo, ipv6: boolean): string {
+  if (ipv6) return 'onlink v6';
+  return g.bridge !== undefined ? `bridge ${g.bridge}` : g.mode;
+}
+
 export async function runDemo(opts: { guests: number }): Promise<number> {
   installLabSafetyNet();
   let lab: Lab | undefined;
   let daemon: DaemonProc | undefined;
   let ok = true;
   try {
-    say(`linkgate demo: ${opts.guests} guests in network namespaces, the daemon in their hypervisor namespace\n`);
-    lab = await createLab({ guests: opts.guests });
+    const full = demoFull();
+    const extra = full ? ' (plus a bridged, an IPv6 and two overlapping tenant-network guests)' : '';
+    say(`linkgate demo: ${opts.guests} guests${extra} in network namespaces, the daemon in their hypervisor namespace\n`);
+    lab = await createLab(demoLabOptions(opts.guests, full));
     const config = lab.config();
     const configPath = await lab.writeConfig(config);
     say(`lab ${lab.prefix}: hypervisor namespace ${lab.hv}, config ${configPath}`);
@@ -46,11 +77,21 @@ export async function runDemo(opts: { guests: number }): Promise<number> {
     const rows: Row[] = [];
     for (const g of lab.guests()) {
       const expected = config.instances[g.index - 1]?.id ?? '?';
-      const r = await lab.curl(g.index, '/latest/meta-data/instance-id');
+      const v6 = g.ipv6 !== undefined;
+      const r = await lab.curl(g.index, '/latest/meta-data/instance-id', { ipv6: v6 });
       const got = r.status === 200 ? r.body : r.status ? `HTTP ${r.status}` : 'no answer';
       const good = r.status === 200 && r.body === expected;
       ok &&= good;
-      rows.push({ guest: g.ns, port: g.hostIf, mac: g.mac, ip: g.ipv4, route: g.mode, expected, got, verdict: good ? 'own id' : 'WRONG' });
+      rows.push({
+        guest: g.ns,
+        port: g.network !== undefined ? `${g.hostIf} (${g.network})` : g.hostIf,
+        mac: g.mac,
+        ip: v6 && g.ipv6 !== undefined ? g.ipv6 : g.ipv4,
+        route: routeOf(g, v6),
+        expected,
+        got,
+        verdict: good ? 'own id' : 'WRONG',
+      });
     }
 
     // IMDSv2 from guest 1: token PUT, then a read with the token.
@@ -70,13 +111,13 @@ export async function runDemo(opts: { guests: number }): Promise<number> {
       verdict: v2ok ? 'token ok' : 'WRONG',
     });
 
-    // Spoofing: the last guest takes guest 1's MAC and IP on its own port.
-    const spoofer = lab.guest(lab.guests().length);
+    // Spoofing: the last routed guest takes guest 1's MAC and IP on its own port.
+    const spoofer = lab.guest(opts.guests);
     if (spoofer.index !== 1) {
       await lab.exec(spoofer.index, ['ip', 'link', 'set', 'eth0', 'address', g1.mac]);
       await lab.exec(spoofer.index, ['ip', 'addr', 'flush', 'dev', 'eth0']);
       await lab.exec(spoofer.index, ['ip', 'addr', 'add', `${g1.ipv4}/${g1.prefixLen}`, 'dev', 'eth0']);
-      await lab.exec(spoofer.index, ['ip', 'route', 'replace', '169.254.169.254/32', 'dev', 'eth0']);
+      await lab.exec(spoofer.index, ['ip', 'route', 'replace', `${METADATA_IPV4}/32`, 'dev', 'eth0']);
       const s = await lab.curl(spoofer.index, '/latest/meta-data/instance-id', { timeoutS: 2 });
       const refused = s.status === 0 || s.status === 403;
       ok &&= refused;

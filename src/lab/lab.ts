@@ -3,29 +3,59 @@
  * standing in for VMs on TAP devices. Used by the demo, the network tests and the benchmarks.
  *
  * Names (prefix defaults to `lg` + 4 random hex chars):
- *   <prefix>-hv       the hypervisor namespace (lo up, the gateway address on lo, nothing else)
+ *   <prefix>-hv       the hypervisor namespace (lo up, the gateway address on lo, the bridge if any)
  *   <prefix>-g<i>     guest i (i from 1): lo and eth0 up, ipv4 = subnet .10+i
  *   <prefix>t<i>      guest i's host-side veth end, in <prefix>-hv
+ *   <prefix>br        the bridge in <prefix>-hv (options `bridge` / `bridged`): bridged guests'
+ *                     host ends are its ports; up, no address at all (IPv4 or IPv6)
+ *   <prefix>-up       the "uplink" namespace (option `uplink`): its eth0's peer <prefix>up is
+ *                     one more port of the bridge, standing for the host's physical uplink
  *   /tmp/<prefix>/    config file, admin socket, state dir
  *   /run/linkgate-lab/<prefix>.json   what this lab created, so a later process can remove it
+ *
+ * Addresses and MACs. Every guest i has an address index a (a = i, except with `overlap`, see
+ * below). Then: ipv4 = subnet .10+a; MAC = 52:54:00:<2 bytes from the prefix>:<a as 1 hex byte>;
+ * with IPv6, ipv6 = fd00:77::<10+a> (the decimal digits of 10+a written as the last group, so
+ * guest 1 has 10.77.0.11 and fd00:77::11), prefix /64, added with `nodad`.
+ *
+ * Tenant networks (`networks`): the guests listed in `tenants` (default: every guest) take
+ * networks[k % networks.length] in their order k, so by default guest 1 is on networks[0], guest
+ * 2 on networks[1], guest 3 on networks[0], ... With `overlap`, the SECOND tenant guest takes the
+ * address index of the FIRST (same IPv4, same IPv6, same MAC, on its own host port and network);
+ * every other guest keeps its own index, so addresses stay unique elsewhere.
+ *
+ * Routes in a guest: bridged guests and odd routed guests `169.254.169.254/32 dev eth0` (on-link);
+ * even routed guests `default via <subnet .1> dev eth0 onlink` (the .1 is on hv lo, and only
+ * when the lab can have routed guests); IPv6 guests also `fd00:ec2::254/128 dev eth0`.
  *
  * Safety: every link is created inside the hv namespace (`ip -n <hv> link add ... peer ... netns
  * <guest>`), so nothing ever exists in the machine's own namespace; teardown deletes only the
  * names recorded for this prefix.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addNetns, delNetns, listNetns, nsExec, run, runRaw, type RunOptions, type RunResult } from './netns.js';
+import { addNetns, delNetns, inNetns, listNetns, nsExec, run, runRaw, type RunOptions, type RunResult } from './netns.js';
 
 export const LAB_STATE_DIR = '/run/linkgate-lab';
 export const METADATA_IPV4 = '169.254.169.254';
+/** EC2's IPv6 metadata address; IPv6 guests have an on-link /128 route to it. */
+export const METADATA_IPV6 = 'fd00:ec2::254';
+/** Guests' IPv6 prefix: guest i (address index a) has fd00:77::<10+a>/64. */
+export const LAB_IPV6_PREFIX = 'fd00:77::';
+const NETWORK_RE = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/;
+const SYSCTL_RE = /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/;
+const CAPTURE_READY_MS = 5_000;
+const CAPTURE_STOP_GRACE_MS = 3_000;
 const PREFIX_RE = /^[a-z][a-z0-9]{1,9}$/;
 const IFNAMSIZ_MAX = 15;
 const CREATE_CONCURRENCY = 8;
 
 export type GuestMode = 'onlink' | 'gateway';
+/** routed: the host end is a plain interface in hv; bridged: a port of the lab's bridge. */
+export type GuestKind = 'routed' | 'bridged';
 
 export interface GuestInfo {
   readonly index: number;
@@ -33,20 +63,84 @@ export interface GuestInfo {
   readonly ns: string;
   /** Host-side veth end, in the hv namespace. */
   readonly hostIf: string;
-  /** Guest eth0's MAC, lower-case: 52:54:00:<2 bytes from the prefix>:<index>. */
+  /** Guest eth0's MAC, lower-case: 52:54:00:<2 bytes from the prefix>:<address index>. */
   readonly mac: string;
+  /** Subnet .10 + address index (the index itself, except the second overlapping tenant guest). */
   readonly ipv4: string;
   readonly prefixLen: number;
-  /** onlink: `169.254.169.254/32 dev eth0`; gateway: `default via <gateway> dev eth0 onlink`. */
+  /**
+   * onlink: `169.254.169.254/32 dev eth0`; gateway: `default via <gateway> dev eth0 onlink`.
+   * Bridged guests are always onlink.
+   */
   readonly mode: GuestMode;
+  readonly kind: GuestKind;
+  /** The bridge the host end is a port of (bridged guests only). */
+  readonly bridge?: string;
+  /** fd00:77::<10+address index>, /64 (IPv6 guests only). */
+  readonly ipv6?: string;
+  /** The tenant network (guests on one only). */
+  readonly network?: string;
 }
 
+/** The uplink stand-in: `<prefix>-up`, whose eth0's peer `<prefix>up` is a port of the bridge. */
+export interface UplinkInfo {
+  readonly ns: string;
+  /** The bridge port in the hv namespace. */
+  readonly hostIf: string;
+}
+
+/** Where to capture: a namespace of this lab and an interface in it. */
+export interface CaptureWhere {
+  readonly ns: string;
+  readonly ifname: string;
+}
+
+export interface CaptureOptions {
+  /** tcpdump is stopped (SIGINT) after this long even if stop() is never called; default 60. */
+  readonly maxSeconds?: number;
+}
+
+/** A running `tcpdump -n -l -e --immediate-mode -i IF FILTER` in a lab namespace. */
+export interface Capture {
+  readonly where: CaptureWhere;
+  readonly filter: string;
+  /** tcpdump's output lines so far (one per frame). */
+  lines(): string[];
+  /** Stops tcpdump (SIGINT, then SIGKILL after 3 s); resolves with all its lines. Idempotent. */
+  stop(): Promise<string[]>;
+}
+
+/**
+ * Everything but `guests` is optional; the defaults give routed IPv4 guests on the default network.
+ * Index lists (`bridged`, `ipv6`, `tenants`) name guests by index (from 1) and also apply to guests
+ * added later with addGuest(); indices never created are ignored.
+ */
 export interface LabOptions {
   /** Default: `lg` + 4 random lowercase hex chars. Must match /^[a-z][a-z0-9]{1,9}$/. */
   readonly prefix?: string;
   readonly guests: number;
   /** Default 10.77.0.0/24. Guest i gets .10+i, the gateway is .1. */
   readonly subnet?: string;
+  /**
+   * Creates the bridge `<prefix>br` in hv. Alone (no `bridged`): EVERY guest is bridged, and the
+   * gateway address is not put on hv lo (no routed guest can need it).
+   */
+  readonly bridge?: boolean;
+  /** Only these guests are bridged, the others routed (implies the bridge). E.g. `guests: 4, bridged: [3, 4]`. */
+  readonly bridged?: readonly number[];
+  /** The uplink namespace `<prefix>-up`, its peer a bridge port; needs the bridge. */
+  readonly uplink?: boolean;
+  /** true: every guest gets IPv6 (fd00:77::<10+a>/64 and the on-link fd00:ec2::254 route); a list: those guests. */
+  readonly ipv6?: boolean | readonly number[];
+  /** Tenant network names (1 to 32 of a-z 0-9 -), assigned round-robin to the `tenants` guests. */
+  readonly networks?: readonly string[];
+  /** Guests on tenant networks, in assignment order; default every guest (when `networks` is set). */
+  readonly tenants?: readonly number[];
+  /**
+   * The first two tenant guests (default guests 1 and 2) get the same IPv4, IPv6 and MAC: the
+   * first one's. Needs at least two networks, so that they are on different ones.
+   */
+  readonly overlap?: boolean;
 }
 
 /** A plain, mutable configuration object (CONTRACT.md); tests may edit it before writing. */
@@ -54,6 +148,12 @@ export interface LabPort {
   interface: string;
   mac: string;
   ipv4: string;
+  /** Set for IPv6 guests. */
+  ipv6?: string;
+  /** Set for bridged guests: `<prefix>br`. */
+  bridge?: string;
+  /** Set for guests on a tenant network. */
+  network?: string;
   [k: string]: unknown;
 }
 export interface LabInstance {
@@ -81,8 +181,10 @@ export interface CurlOptions {
   readonly body?: string | Buffer;
   /** Ask for the response headers (curl -D -); they come back in `headers`/`rawHeaders`. */
   readonly responseHeaders?: boolean;
-  /** Default `http://169.254.169.254`. */
+  /** Default `http://169.254.169.254`, or `http://[fd00:ec2::254]` with `ipv6`. */
   readonly baseUrl?: string;
+  /** Ask the IPv6 metadata address (when no baseUrl is given). */
+  readonly ipv6?: boolean;
   /** Extra curl arguments, placed before the URL (e.g. ['--local-port', '40000']). */
   readonly extraArgs?: readonly string[];
 }
@@ -110,8 +212,12 @@ export interface Lab {
   /** `/tmp/<prefix>/linkgate.json` */
   readonly configPath: string;
   readonly subnet: string;
-  /** Subnet .1; on the hv namespace's lo as /32. */
+  /** Subnet .1; on the hv namespace's lo as /32, unless every guest is bridged (`bridge` without `bridged`). */
   readonly gateway: string;
+  /** `<prefix>br` when the lab has a bridge. */
+  readonly bridge: string | undefined;
+  /** The uplink stand-in, when asked for. */
+  readonly uplink: UplinkInfo | undefined;
   /** Current guests, by index. */
   guests(): GuestInfo[];
   /** Throws for an unknown index. */
@@ -129,6 +235,15 @@ export interface Lab {
   execRaw(i: number, argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
   /** Runs argv in the hv namespace. */
   hvExec(argv: readonly string[], opts?: RunOptions): Promise<string>;
+  /** `sysctl -qw name=value` in the hv namespace (e.g. `net.ipv4.conf.all.rp_filter`, 0). */
+  hvSysctl(name: string, value: string | number): Promise<void>;
+  /**
+   * Starts tcpdump in one of this lab's namespaces and resolves once it is capturing (it printed
+   * "listening on"). Rejects for a namespace the lab does not own, or when tcpdump fails to start.
+   */
+  startCapture(where: CaptureWhere, filter: string, opts?: CaptureOptions): Promise<Capture>;
+  /** startCapture, wait `seconds`, stop: the frames seen meanwhile. */
+  capture(where: CaptureWhere, filter: string, seconds: number): Promise<string[]>;
   curl(i: number, path: string, opts?: CurlOptions): Promise<CurlResult>;
   /** Runs before namespaces are deleted in down() (e.g. stopping a daemon). */
   onDown(fn: () => unknown): void;
@@ -150,6 +265,8 @@ export interface LabState {
   readonly dir: string;
   readonly namespaces: string[];
   readonly guests: GuestInfo[];
+  readonly bridge?: string;
+  readonly uplink?: UplinkInfo;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,7 +346,93 @@ function isErrno(e: unknown, code: string): boolean {
 
 /** Names a lab with this prefix may own; anything else in a state file is ignored. */
 function ownedNs(prefix: string, ns: string): boolean {
-  return ns === `${prefix}-hv` || new RegExp(`^${prefix}-g[0-9]+$`).test(ns);
+  return ns === `${prefix}-hv` || ns === `${prefix}-up` || new RegExp(`^${prefix}-g[0-9]+$`).test(ns);
+}
+
+/** A set of guest indices from an option, checked. */
+function indexSet(name: string, v: readonly number[] | undefined): Set<number> | undefined {
+  if (v === undefined) return undefined;
+  for (const i of v) if (!Number.isInteger(i) || i < 1) throw new Error(`${name}: guest indices are integers >= 1, found ${i}`);
+  return new Set(v);
+}
+
+/**
+ * tcpdump in `ns`, resolved once it is capturing. `track`/`untrack` get its PID (`ip netns exec`
+ * and `env` exec in place, so the child's PID is tcpdump's; it is only ever signalled by that PID).
+ */
+function spawnCapture(
+  where: CaptureWhere,
+  filter: string,
+  maxSeconds: number,
+  track: (pid: number) => void,
+  untrack: (pid: number) => void,
+): Promise<Capture> {
+  const [cmd, ...args] = inNetns(where.ns, ['tcpdump', '-n', '-l', '-e', '--immediate-mode', '-i', where.ifname, filter]);
+  const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const pid = child.pid;
+  if (pid === undefined) {
+    return new Promise((_, reject) => child.once('error', (e) => reject(new Error(`spawn tcpdump: ${e.message}`))));
+  }
+  track(pid);
+  let stdout = '';
+  let stderr = '';
+  let exited = false;
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => void (stdout += d));
+  child.stderr.setEncoding('utf8');
+  const closed = new Promise<void>((resolve) => {
+    child.once('close', () => resolve());
+  });
+  child.once('exit', () => {
+    exited = true;
+    untrack(pid);
+  });
+  child.once('error', () => {
+    /* reported through 'close' */
+  });
+  const signal = (sig: NodeJS.Signals): void => {
+    if (exited) return; // reaped: the PID may be someone else's now
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  const lines = (): string[] => stdout.split('\n').filter((l) => l.trim() !== '');
+  const auto = setTimeout(() => signal('SIGINT'), maxSeconds * 1000);
+  auto.unref();
+  let stopping: Promise<string[]> | undefined;
+  const stop = (): Promise<string[]> => {
+    if (stopping === undefined) {
+      signal('SIGINT');
+      const kill = setTimeout(() => signal('SIGKILL'), CAPTURE_STOP_GRACE_MS);
+      stopping = closed.then(() => {
+        clearTimeout(kill);
+        clearTimeout(auto);
+        return lines();
+      });
+    }
+    return stopping;
+  };
+  const cap: Capture = { where, filter, lines, stop };
+  return new Promise((resolve, reject) => {
+    const fail = (why: string): void => {
+      clearTimeout(timer);
+      void stop().then(() => reject(new Error(`tcpdump on ${where.ns}/${where.ifname} (${filter}): ${why}: ${stderr.trim()}`)));
+    };
+    const timer = setTimeout(() => fail(`not capturing after ${CAPTURE_READY_MS} ms`), CAPTURE_READY_MS);
+    child.stderr.on('data', (d: string) => {
+      const before = stderr;
+      stderr += d;
+      if (!before.includes('listening on') && stderr.includes('listening on')) {
+        clearTimeout(timer);
+        resolve(cap);
+      }
+    });
+    void closed.then(() => {
+      if (!stderr.includes('listening on')) fail('exited before capturing');
+    });
+  });
 }
 
 async function pool<T>(items: readonly T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
@@ -289,6 +492,30 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
   const gateway = intToIp(subnet.base + 1);
   const [mb4, mb5] = macBytes(prefix);
 
+  // Guest kinds, IPv6, tenant networks: checked up front, applied per index by guestInfo().
+  const bridgedSet = indexSet('bridged', opts.bridged);
+  const bridge = opts.bridge === true || (bridgedSet?.size ?? 0) > 0 ? `${prefix}br` : undefined;
+  const allBridged = opts.bridge === true && bridgedSet === undefined;
+  const ipv6Set = Array.isArray(opts.ipv6) ? indexSet('ipv6', opts.ipv6) : undefined;
+  const networks = [...(opts.networks ?? [])];
+  for (const n of networks) if (!NETWORK_RE.test(n)) throw new Error(`network name ${JSON.stringify(n)} must match ${NETWORK_RE}`);
+  if (new Set(networks).size !== networks.length) throw new Error('networks: names must be unique');
+  const tenants = opts.tenants === undefined ? undefined : [...opts.tenants];
+  indexSet('tenants', tenants);
+  if (tenants !== undefined && new Set(tenants).size !== tenants.length) throw new Error('tenants: an index appears twice');
+  if (tenants !== undefined && networks.length === 0) throw new Error('tenants needs networks');
+  if (opts.overlap === true && networks.length < 2) throw new Error('overlap needs at least two networks');
+  if (opts.overlap === true && tenants !== undefined && tenants.length < 2) throw new Error('overlap needs at least two tenants');
+  if (opts.uplink === true && bridge === undefined) throw new Error('uplink needs the bridge (bridge or bridged)');
+  /** With overlap: [first tenant guest, second tenant guest]; the second takes the first's addresses. */
+  const overlapPair = opts.overlap === true ? [tenants?.[0] ?? 1, tenants?.[1] ?? 2] : undefined;
+  const networkOf = (i: number): string | undefined => {
+    if (networks.length === 0) return undefined;
+    const k = tenants === undefined ? i - 1 : tenants.indexOf(i);
+    return k < 0 ? undefined : networks[k % networks.length];
+  };
+  const uplink: UplinkInfo | undefined = opts.uplink === true ? { ns: `${prefix}-up`, hostIf: `${prefix}up` } : undefined;
+
   const guests = new Map<number, GuestInfo>();
   /** Namespaces recorded as ours (recorded before creation, so a crash mid-way is covered). */
   const namespaces = new Set<string>();
@@ -308,24 +535,35 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       dir,
       namespaces: [...namespaces],
       guests: [...guests.values()],
+      ...(bridge !== undefined ? { bridge } : {}),
+      ...(uplink !== undefined ? { uplink } : {}),
     });
   };
 
   const guestInfo = (i: number): GuestInfo => {
-    const off = 10 + i;
+    // The address index: the guest's own, except the second of an overlapping pair.
+    const a = overlapPair !== undefined && i === overlapPair[1] ? (overlapPair[0] ?? i) : i;
+    const off = 10 + a;
     if (off >= subnet.size - 1) throw new Error(`subnet ${subnetText} has no address for guest ${i}`);
     // 6 octets: 52:54:00 (QEMU's prefix), 2 bytes from the lab prefix, 1 byte of index.
     if (i > 0xff) throw new Error(`guest index ${i} too large (the MAC has one byte for it)`);
     const hostIf = `${prefix}t${i}`;
     if (hostIf.length > IFNAMSIZ_MAX) throw new Error(`interface name ${hostIf} too long`);
+    const bridged = bridge !== undefined && (bridgedSet === undefined || bridgedSet.has(i));
+    const v6 = opts.ipv6 === true || (ipv6Set?.has(i) ?? false);
+    const network = networkOf(i);
     return {
       index: i,
       ns: `${prefix}-g${i}`,
       hostIf,
-      mac: ['52', '54', '00', hex2(mb4), hex2(mb5), hex2(i)].join(':'),
+      mac: ['52', '54', '00', hex2(mb4), hex2(mb5), hex2(a)].join(':'),
       ipv4: intToIp(subnet.base + off),
       prefixLen: subnet.len,
-      mode: i % 2 === 1 ? 'onlink' : 'gateway',
+      mode: bridged || i % 2 === 1 ? 'onlink' : 'gateway',
+      kind: bridged ? 'bridged' : 'routed',
+      ...(bridged ? { bridge } : {}),
+      ...(v6 ? { ipv6: `${LAB_IPV6_PREFIX}${off}` } : {}),
+      ...(network !== undefined ? { network } : {}),
     };
   };
 
@@ -335,12 +573,17 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     await addNetns(g.ns);
     // Created inside hv; the peer goes straight into the guest namespace.
     await run(['ip', '-n', hv, 'link', 'add', g.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'address', g.mac, 'netns', g.ns]);
-    await run(['ip', '-n', hv, 'link', 'set', g.hostIf, 'up']);
+    // A bridge port gets no IPv6 link-local either: it never speaks for itself on the bridge.
+    const port = g.bridge !== undefined ? [`link set ${g.hostIf} addrgenmode none`, `link set ${g.hostIf} master ${g.bridge}`] : [];
+    await run(['ip', '-n', hv, '-batch', '-'], { input: [...port, `link set ${g.hostIf} up`].join('\n') + '\n' });
+    // Before eth0 is up: no DAD, so the link-local and the guest address are usable at once.
+    const sysctls = ['net.ipv4.tcp_tw_reuse=1', ...(g.ipv6 !== undefined ? ['net.ipv6.conf.eth0.accept_dad=0'] : [])];
+    await nsExec(g.ns, ['sysctl', '-qw', ...sysctls]);
     const route = g.mode === 'onlink' ? `route add ${METADATA_IPV4}/32 dev eth0` : `route add default via ${gateway} dev eth0 onlink`;
+    const v6 = g.ipv6 !== undefined ? [`addr add ${g.ipv6}/64 dev eth0 nodad`, `route add ${METADATA_IPV6}/128 dev eth0`] : [];
     await run(['ip', '-n', g.ns, '-batch', '-'], {
-      input: ['link set lo up', 'link set eth0 up', `addr add ${g.ipv4}/${g.prefixLen} dev eth0`, route].join('\n') + '\n',
+      input: ['link set lo up', 'link set eth0 up', `addr add ${g.ipv4}/${g.prefixLen} dev eth0`, route, ...v6].join('\n') + '\n',
     });
-    await nsExec(g.ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
     guests.set(g.index, g);
     saveState();
   };
@@ -443,6 +686,8 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     configPath,
     subnet: `${intToIp(subnet.base)}/${subnet.len}`,
     gateway,
+    bridge,
+    uplink,
     guests: () => [...guests.values()].sort((a, b) => a.index - b.index),
     guest: getGuest,
     async addGuest() {
@@ -462,7 +707,16 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       const instances: LabInstance[] = lab.guests().map((g) => ({
         id: `i-${prefix}-${g.index}`,
         hostname: `guest-${g.index}`,
-        ports: [{ interface: g.hostIf, mac: g.mac, ipv4: g.ipv4 }],
+        ports: [
+          {
+            interface: g.hostIf,
+            mac: g.mac,
+            ipv4: g.ipv4,
+            ...(g.ipv6 !== undefined ? { ipv6: g.ipv6 } : {}),
+            ...(g.bridge !== undefined ? { bridge: g.bridge } : {}),
+            ...(g.network !== undefined ? { network: g.network } : {}),
+          },
+        ],
         project: 'proj-lab',
         region: 'region-1',
         zone: 'region-1a',
@@ -488,6 +742,28 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     exec: (i, argv, o) => nsExec(getGuest(i).ns, argv, o),
     execRaw: (i, argv, o) => runRaw(['ip', 'netns', 'exec', getGuest(i).ns, ...argv], o ?? {}),
     hvExec: (argv, o) => nsExec(hv, argv, o),
+    async hvSysctl(name, value) {
+      if (!SYSCTL_RE.test(name)) throw new Error(`bad sysctl name ${JSON.stringify(name)}`);
+      await nsExec(hv, ['sysctl', '-qw', `${name}=${value}`]);
+    },
+    startCapture(where, filter, o = {}) {
+      if (isDown) return Promise.reject(new Error(`lab ${prefix} is down`));
+      if (!namespaces.has(where.ns)) return Promise.reject(new Error(`lab ${prefix} does not own namespace ${where.ns}`));
+      if (!IFNAME_RE.test(where.ifname)) return Promise.reject(new Error(`bad interface name ${JSON.stringify(where.ifname)}`));
+      const max = o.maxSeconds ?? 60;
+      return spawnCapture(
+        where,
+        filter,
+        max,
+        (pid) => pids.add(pid),
+        (pid) => pids.delete(pid),
+      );
+    },
+    async capture(where, filter, seconds) {
+      const c = await lab.startCapture(where, filter, { maxSeconds: seconds + 10 });
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      return c.stop();
+    },
     async curl(i, path, o = {}) {
       const t = o.timeoutS ?? 5;
       const head = o.method?.toUpperCase() === 'HEAD';
@@ -504,7 +780,8 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
         argv.push('--data-binary', '@-');
         if (!Object.keys(hdrs).some((k) => k.toLowerCase() === 'expect')) argv.push('-H', 'Expect:');
       }
-      argv.push(...(o.extraArgs ?? []), `${o.baseUrl ?? `http://${METADATA_IPV4}`}${path}`);
+      const base = o.baseUrl ?? (o.ipv6 === true ? `http://[${METADATA_IPV6}]` : `http://${METADATA_IPV4}`);
+      argv.push(...(o.extraArgs ?? []), `${base}${path}`);
       const r = await runRaw(['ip', 'netns', 'exec', getGuest(i).ns, ...argv], {
         input: o.body ?? '',
         timeoutMs: (t + 5) * 1000,
@@ -548,8 +825,29 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     saveState();
     await addNetns(hv);
     await run(['ip', '-n', hv, '-batch', '-'], {
-      input: `link set lo up\naddr add ${gateway}/32 dev lo\n`,
+      input: `link set lo up\n${allBridged ? '' : `addr add ${gateway}/32 dev lo\n`}`,
     });
+    if (bridge !== undefined) {
+      // No address at all on the bridge: addrgenmode none before it is up (no IPv6 link-local).
+      await run(['ip', '-n', hv, '-batch', '-'], {
+        input:
+          [`link add ${bridge} type bridge forward_delay 0`, `link set ${bridge} addrgenmode none`, `link set ${bridge} up`].join('\n') +
+          '\n',
+      });
+    }
+    if (uplink !== undefined && bridge !== undefined) {
+      namespaces.add(uplink.ns);
+      saveState();
+      await addNetns(uplink.ns);
+      await run(['ip', '-n', hv, 'link', 'add', uplink.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.ns]);
+      await run(['ip', '-n', hv, '-batch', '-'], {
+        input:
+          [`link set ${uplink.hostIf} addrgenmode none`, `link set ${uplink.hostIf} master ${bridge}`, `link set ${uplink.hostIf} up`].join(
+            '\n',
+          ) + '\n',
+      });
+      await run(['ip', '-n', uplink.ns, '-batch', '-'], { input: 'link set lo up\nlink set eth0 addrgenmode none\nlink set eth0 up\n' });
+    }
     const todo = Array.from({ length: opts.guests }, () => guestInfo(nextIndex++));
     await pool(todo, CREATE_CONCURRENCY, createGuest);
   } catch (e) {

@@ -117,13 +117,22 @@ export interface Instance {
 
 export interface ListenSpec {
   readonly ipv4: string;
+  /** The IPv6 metadata address (EC2's fd00:ec2::254 by default); false: no IPv6. */
+  readonly ipv6: string | false;
   readonly port: number;
 }
 
 export interface UpstreamBackendSpec {
   readonly url: string;
   readonly shared_secret: string;
+  /** Proxied answers are cached this long, per instance (0: not cached, still coalesced). */
   readonly cache_ttl_s: number;
+  /** Connect and read timeout of one backend request, ms. */
+  readonly timeout_ms: number;
+  /** Concurrent connections to the backend, at most. */
+  readonly max_connections: number;
+  /** An expired cached answer is still served this long when the backend fails. */
+  readonly stale_if_error_s: number;
 }
 
 export interface EtcdRegistrySpec {

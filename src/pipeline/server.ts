@@ -13,6 +13,7 @@ import type { Logger } from '../model/log.js';
 import { GuestData } from './guestdata.js';
 import { final, LongPolls } from './longpoll.js';
 import { RateLimiter } from './ratelimit.js';
+import { Proxy, type ProxyOptions } from './proxy.js';
 
 /** The syscalls Node lacks (native-bindings/). */
 export interface SockOpts {
@@ -29,6 +30,8 @@ export interface PipelineOptions {
   /** The daemon's signing key (GCE identity tokens); absent: signed documents are unavailable. */
   readonly signingKey?: SigningKey;
   readonly log: Logger;
+  /** Where answers of `backend: upstream` instances come from (proxy.ts). */
+  readonly backends?: ProxyOptions;
 }
 
 export interface PipelineStats {
@@ -82,6 +85,7 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
   const limiter = new RateLimiter();
   const guestData = new GuestData();
   const longPolls = new LongPolls(limits.held_per_instance ?? 16);
+  const proxy = new Proxy(opts.backends ?? {}, registry, log);
   registry.on('change', (change: RegistryChange) => {
     for (const id of change.removed) {
       guestData.forget(id);
@@ -154,6 +158,18 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
       return;
     }
     const dialect = dialectFor(dreq.path);
+    // ---- upstream backend: proxied instead of rendered (proxy.ts); the dialect only names the rate limit ----
+    if (proxy.takes(bound.instance)) {
+      if (dialect && !limiter.take(dialect.name, bound.instance.id, limits.rate_per_s?.[dialect.name] ?? 0, dreq.now)) {
+        stats.rateLimited++;
+        send(req, res, refusal(dialect, 429), ident.fd, false);
+        return;
+      }
+      const stillBound = (): boolean => registry.byMark(ident.mark)?.key === ident.key;
+      proxy.handle(req, res, bound, stillBound, MAX_BODY);
+      return;
+    }
+    // ---- end upstream ----
     if (!dialect) {
       send(req, res, text(404, 'Not Found\n'), ident.fd, false);
       return;

@@ -3,9 +3,11 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createLab, labDown, LAB_STATE_DIR, listLabs, parseCurlOutput } from '../../src/lab/lab.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { demoFull, demoLabOptions } from '../../src/lab/demo.js';
+import { createLab, labDown, LAB_STATE_DIR, listLabs, METADATA_IPV6, parseCurlOutput, type Lab, type LabState } from '../../src/lab/lab.js';
 import { listNetns, run } from '../../src/lab/netns.js';
-import { hvState, isRoot, withLab } from '../helpers/net.js';
+import { eventually, hvState, isRoot, withCapture, withLab } from '../helpers/net.js';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
@@ -176,4 +178,186 @@ t.test('labDown from the state file', { skip: isRoot ? false : 'needs root' }, a
   );
   t.notOk(existsSync(`/tmp/${lab.prefix}`));
   t.same(await labDown(lab.prefix), [], 'second labDown finds nothing');
+});
+
+// ---- more kinds of guests: bridged, IPv6, tenant networks; captures -----------------------------
+
+interface IpLink {
+  ifname: string;
+  address: string;
+  master?: string;
+  flags: string[];
+  linkinfo?: { info_kind?: string };
+  addr_info: Array<{ family: string; local: string; prefixlen: number; tentative?: boolean; nodad?: boolean }>;
+}
+const ipJson = async (ns: string, ...args: string[]): Promise<IpLink[]> =>
+  JSON.parse(await run(['ip', '-n', ns, '-j', '-d', ...args])) as IpLink[];
+const ownNs = async (lab: Lab): Promise<string[]> => (await listNetns()).filter((n) => n.startsWith(`${lab.prefix}-`)).sort();
+
+t.test('demo: the bridged, IPv6 and tenant guests unless LINKGATE_DEMO_FULL=0', async (t) => {
+  t.equal(demoFull({}), true);
+  t.equal(demoFull({ LINKGATE_DEMO_FULL: '0' }), false);
+  t.equal(demoFull({ LINKGATE_DEMO_FULL: '1' }), true);
+  t.same(demoLabOptions(4, false), { guests: 4 });
+  t.same(demoLabOptions(4, true), {
+    guests: 8,
+    bridged: [5],
+    ipv6: [6],
+    networks: ['tenant-a', 'tenant-b'],
+    tenants: [7, 8],
+    overlap: true,
+  });
+});
+
+t.test('options are checked before anything is created', async (t) => {
+  await t.rejects(createLab({ guests: 1, uplink: true }), /uplink needs the bridge/);
+  await t.rejects(createLab({ guests: 2, networks: ['a'], overlap: true }), /overlap needs at least two networks/);
+  await t.rejects(createLab({ guests: 2, networks: ['Bad_Name'] }), /network name/);
+  await t.rejects(createLab({ guests: 2, tenants: [1, 2] }), /tenants needs networks/);
+  await t.rejects(createLab({ guests: 2, bridged: [0] }), /bridged: guest indices/);
+});
+
+t.test('bridged guests and an uplink', { skip: isRoot ? false : 'needs root' }, async (t) => {
+  const lab = await withLab(t, { guests: 3, bridged: [2, 3], uplink: true });
+  const { prefix, hv } = lab;
+  const br = `${prefix}br`;
+  t.equal(lab.bridge, br);
+  t.same(lab.uplink, { ns: `${prefix}-up`, hostIf: `${prefix}up` });
+  t.same(await ownNs(lab), [`${prefix}-g1`, `${prefix}-g2`, `${prefix}-g3`, hv, `${prefix}-up`].sort());
+  const st = JSON.parse(readFileSync(`${LAB_STATE_DIR}/${prefix}.json`, 'utf8')) as LabState;
+  t.ok(st.namespaces.includes(`${prefix}-up`), 'state file records the uplink namespace');
+  t.equal(st.bridge, br);
+
+  const [bridge] = await ipJson(hv, 'addr', 'show', 'dev', br);
+  t.equal(bridge?.linkinfo?.info_kind, 'bridge');
+  t.ok(bridge?.flags.includes('UP'), 'bridge up');
+  t.same(bridge?.addr_info, [], 'no address at all on the bridge');
+  for (const port of [lab.guest(2).hostIf, lab.guest(3).hostIf, `${prefix}up`]) {
+    const [l] = await ipJson(hv, 'addr', 'show', 'dev', port);
+    t.equal(l?.master, br, `${port} is a port of ${br}`);
+    t.ok(l?.flags.includes('UP'), `${port} up`);
+    t.same(l?.addr_info, [], `${port} has no address`);
+  }
+  t.equal((await ipJson(hv, 'link', 'show', 'dev', lab.guest(1).hostIf))[0]?.master, undefined, 'guest 1 is routed');
+  const hs = await hvState(lab);
+  t.ok(hs.loAddrs.includes('10.77.0.1/32'), 'gateway on hv lo (guest 1 is routed)');
+  t.same(hs.bridgePorts, [`${prefix}t2`, `${prefix}t3`, `${prefix}up`].sort(), 'bridge ports');
+
+  t.equal(lab.guest(1).kind, 'routed');
+  for (const i of [2, 3]) {
+    const g = lab.guest(i);
+    t.equal(g.kind, 'bridged');
+    t.equal(g.mode, 'onlink');
+    t.equal(g.bridge, br);
+    t.equal(g.ipv4, `10.77.0.${10 + i}`);
+    const routes = await run(['ip', '-n', g.ns, 'route', 'show']);
+    t.match(routes, /^169\.254\.169\.254 dev eth0 scope link/m, `guest ${i}: on-link metadata route`);
+    t.notMatch(routes, /default/);
+  }
+  const ports = lab.config().instances.map((i) => i.ports[0]);
+  t.same(ports[0], { interface: `${prefix}t1`, mac: lab.guest(1).mac, ipv4: '10.77.0.11' });
+  t.equal(ports[1]?.bridge, br);
+  t.equal(ports[2]?.bridge, br);
+
+  // The capture is live: guest 2's ARP for an unused address is flooded to the uplink and seen there.
+  const up = { ns: `${prefix}-up`, ifname: 'eth0' };
+  const cap = await withCapture(t, lab, up, 'arp');
+  await lab.execRaw(2, ['ping', '-c1', '-W0.2', '10.77.0.99']);
+  await eventually(async () => Promise.resolve(cap.lines().some((l) => l.includes('10.77.0.99'))), 3000);
+  const seen = await cap.stop();
+  t.ok(
+    seen.some((l) => l.includes(lab.guest(2).mac) && /Request who-has 10\.77\.0\.99 tell 10\.77\.0\.12/.test(l)),
+    'ARP request seen on the uplink, with its source MAC',
+  );
+  t.same(await cap.stop(), seen, 'stop is idempotent');
+  // A bounded capture of something that does not happen: nothing.
+  t.same(await lab.capture(up, 'arp host 10.77.0.98', 0.2), []);
+  await t.rejects(lab.startCapture({ ns: 'not-this-lab', ifname: 'eth0' }, 'arp'), /does not own/);
+  await t.rejects(lab.startCapture({ ns: up.ns, ifname: 'nosuchif' }, 'arp'), /tcpdump/);
+
+  await lab.hvSysctl('net.ipv4.conf.all.arp_ignore', 1);
+  t.equal((await lab.hvExec(['cat', '/proc/sys/net/ipv4/conf/all/arp_ignore'])).trim(), '1');
+
+  // The state file alone is enough to remove it all, uplink included.
+  await labDown(prefix);
+  t.same(await ownNs(lab), [], 'every namespace gone, uplink included');
+});
+
+t.test('every guest bridged: no gateway on hv lo', { skip: isRoot ? false : 'needs root' }, async (t) => {
+  const lab = await withLab(t, { guests: 1, bridge: true });
+  t.equal(lab.guest(1).kind, 'bridged');
+  t.equal(lab.uplink, undefined);
+  const g2 = await lab.addGuest();
+  t.equal(g2.kind, 'bridged', 'later guests are bridged too');
+  t.equal(g2.mode, 'onlink');
+  t.equal((await ipJson(lab.hv, 'link', 'show', 'dev', g2.hostIf))[0]?.master, lab.bridge);
+  t.notOk((await hvState(lab)).loAddrs.includes('10.77.0.1/32'), 'no gateway on hv lo');
+  await lab.down();
+  t.same(await ownNs(lab), []);
+});
+
+t.test('IPv6 guests', { skip: isRoot ? false : 'needs root' }, async (t) => {
+  const lab = await withLab(t, { guests: 3, ipv6: [1, 2] });
+  for (const i of [1, 2]) {
+    const g = lab.guest(i);
+    t.equal(g.ipv6, `fd00:77::${10 + i}`);
+    const [eth0] = await ipJson(g.ns, 'addr', 'show', 'dev', 'eth0');
+    const a6 = eth0?.addr_info.filter((a) => a.family === 'inet6') ?? [];
+    const mine = a6.find((a) => a.local === g.ipv6);
+    t.equal(mine?.prefixlen, 64, `guest ${i}: ${g.ipv6}/64`);
+    t.ok(
+      a6.every((a) => a.tentative !== true),
+      `guest ${i}: no tentative address`,
+    );
+    t.match(await run(['ip', '-n', g.ns, '-6', 'route', 'show']), /^fd00:ec2::254 dev eth0/m, 'on-link IPv6 metadata route');
+    t.equal((await lab.exec(i, ['cat', '/proc/sys/net/ipv6/conf/eth0/accept_dad'])).trim(), '0');
+    t.equal(lab.config().instances[i - 1]?.ports[0]?.ipv6, g.ipv6);
+  }
+  t.equal(lab.guest(3).ipv6, undefined, 'guest 3 has no IPv6');
+  t.notOk('ipv6' in (lab.config().instances[2]?.ports[0] ?? {}));
+  t.notMatch(await run(['ip', '-n', lab.guest(3).ns, '-6', 'route', 'show']), /fd00/);
+
+  const r = await lab.curl(1, '/latest/meta-data/', { ipv6: true, timeoutS: 0.3, extraArgs: ['-v'] });
+  t.equal(r.status, 0, 'no daemon: no answer');
+  t.match(r.error, `[${METADATA_IPV6}]`, 'asked the IPv6 metadata address');
+});
+
+t.test('tenant networks with overlapping addresses', { skip: isRoot ? false : 'needs root' }, async (t) => {
+  const lab = await withLab(t, { guests: 4, networks: ['tenant-a', 'tenant-b'], overlap: true, ipv6: true });
+  const [g1, g2, g3, g4] = [1, 2, 3, 4].map((i) => lab.guest(i));
+  t.equal(g1?.ipv4, '10.77.0.11');
+  t.equal(g2?.ipv4, '10.77.0.11', 'guest 2 has guest 1 IPv4');
+  t.equal(g2?.mac, g1?.mac, 'and its MAC');
+  t.equal(g2?.ipv6, 'fd00:77::11', 'and its IPv6');
+  t.equal(g2?.hostIf, `${lab.prefix}t2`, 'on its own port');
+  t.same(
+    [g1, g2, g3, g4].map((g) => g?.network),
+    ['tenant-a', 'tenant-b', 'tenant-a', 'tenant-b'],
+  );
+  t.equal(g3?.ipv4, '10.77.0.13');
+  t.equal(g4?.ipv4, '10.77.0.14');
+  t.not(g3?.mac, g1?.mac);
+  for (const g of [g1, g2]) {
+    const [eth0] = await ipJson(g?.ns ?? '', 'addr', 'show', 'dev', 'eth0');
+    t.equal(eth0?.address, g1?.mac, `${g?.ns}: the shared MAC in the kernel`);
+    t.ok(eth0?.addr_info.some((a) => a.local === '10.77.0.11'));
+  }
+  const cfg = lab.config();
+  t.same(
+    cfg.instances.map((i) => i.ports[0]?.network),
+    ['tenant-a', 'tenant-b', 'tenant-a', 'tenant-b'],
+  );
+  const v = validateConfig(cfg);
+  t.ok(v.ok, `the config validates: ${v.ok ? '' : JSON.stringify(v.problems)}`);
+
+  // Another shape: only guests 2 and 3 on tenant networks, overlapping.
+  const lab2 = await withLab(t, { guests: 3, networks: ['x', 'y'], tenants: [2, 3], overlap: true });
+  t.same(
+    lab2.guests().map((g) => [g.network, g.ipv4, g.mac.slice(-2)]),
+    [
+      [undefined, '10.77.0.11', '01'],
+      ['x', '10.77.0.12', '02'],
+      ['y', '10.77.0.12', '02'],
+    ],
+  );
 });

@@ -64,7 +64,7 @@ t.test('the contract example is valid and fully normalized', async (t) => {
   const r = loadConfigFile(CONTRACT, H);
   if (!r.ok) throw new Error(formatProblems(r.problems));
   t.same(r.config, {
-    listen: { ipv4: '169.254.169.254', port: 80 },
+    listen: { ipv4: '169.254.169.254', ipv6: 'fd00:ec2::254', port: 80 },
     admin: { socket: '/run/linkgate/admin.sock' },
     host: 'hv-17',
     state_dir: '/var/lib/linkgate',
@@ -78,7 +78,16 @@ t.test('the contract example is valid and fully normalized', async (t) => {
       rate_per_s: { ec2: 0, gce: 0, openstack: 0, azure: 5 },
     },
     default_backend: 'embedded',
-    backends: { upstream: { url: 'http://127.0.0.1:8775', shared_secret: 's3cret', cache_ttl_s: 15 } },
+    backends: {
+      upstream: {
+        url: 'http://127.0.0.1:8775',
+        shared_secret: 's3cret',
+        cache_ttl_s: 15,
+        timeout_ms: 2000,
+        max_connections: 16,
+        stale_if_error_s: 300,
+      },
+    },
     registry: { etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/linkgate/' } },
     instances: [
       {
@@ -111,7 +120,7 @@ t.test('the contract example is valid and fully normalized', async (t) => {
 t.test('defaults', async (t) => {
   const c = okConfig({ instances: [] });
   t.same(c, {
-    listen: { ipv4: '169.254.169.254', port: 80 },
+    listen: { ipv4: '169.254.169.254', ipv6: 'fd00:ec2::254', port: 80 },
     admin: { socket: '/run/linkgate/admin.sock' },
     host: 'hv-test',
     state_dir: '/var/lib/linkgate',
@@ -129,7 +138,13 @@ t.test('defaults', async (t) => {
     registry: {},
     instances: [],
   });
-  t.same(okConfig({ instances: [], listen: { port: 8080 }, ec2: { tokens: 'required' } }).listen, { ipv4: '169.254.169.254', port: 8080 });
+  t.same(okConfig({ instances: [], listen: { port: 8080 }, ec2: { tokens: 'required' } }).listen, {
+    ipv4: '169.254.169.254',
+    ipv6: 'fd00:ec2::254',
+    port: 8080,
+  });
+  t.equal(okConfig({ instances: [], listen: { ipv6: false } }).listen.ipv6, false, 'IPv6 can be turned off');
+  t.match(problemsOf({ instances: [], listen: { ipv6: 'ff02::1' } }), [{ path: 'listen.ipv6' }]);
   t.same(okConfig({ instances: [], ec2: { tokens: 'required' } }).ec2, { tokens: 'required', hop_limit: 1 });
 
   const i = okInstance(inst());
@@ -387,7 +402,9 @@ t.test('top-level rules', async (t) => {
 
   // backends.upstream
   const up = { url: 'http://127.0.0.1:8775', shared_secret: 's3cret' };
-  t.same(okConfig(cfg({ backends: { upstream: up } })).backends, { upstream: { ...up, cache_ttl_s: 15 } });
+  t.same(okConfig(cfg({ backends: { upstream: up } })).backends, {
+    upstream: { ...up, cache_ttl_s: 15, timeout_ms: 2000, max_connections: 16, stale_if_error_s: 300 },
+  });
   t.same(
     okConfig(cfg({ backends: { upstream: { ...up, url: 'https://nova.example:8775/base', cache_ttl_s: 0 } } })).backends.upstream
       ?.cache_ttl_s,
@@ -720,7 +737,20 @@ t.test('loading files', async (t) => {
   t.match(loadConfigFile(file('bomb.yaml', `${bomb}\n`)), { ok: false, problems: [{ path: '', message: /^YAML error: .*alias/i }] });
 
   const jdup = loadConfigFile(file('dup.json', '{\n  "instances": [],\n  "instances": []\n}\n'));
-  t.same(jdup, { ok: false, problems: [{ path: '', message: 'duplicate key at line 3, column 3: Map keys must be unique' }] });
+  t.same(jdup, { ok: false, problems: [{ path: '', message: 'duplicate key at line 3, column 3: "instances"' }] });
+  const nested = loadConfigFile(
+    file('dup2.json', '{"instances": [{"id": "a", "tags": {"k": "1", "k": "2"}}, {"id": "b"}], "x": {"id": 1}}'),
+  );
+  t.match(
+    nested,
+    { ok: false, problems: [{ path: '', message: /^duplicate key at line 1, column 47: "k"$/ }] },
+    'keys count per object, at any depth',
+  );
+  t.match(
+    loadConfigFile(file('nodup.json', '{"a": {"id": 1}, "b": {"id": 2}, "c": [{"id": 3}, {"id": 4}]}')),
+    { ok: false, problems: [{ path: 'a' }] },
+    'the same key in sibling objects is no duplicate',
+  );
   const jpos = loadConfigFile(file('pos.json', '{\n  "instances": []\n  "listen": {}\n}\n'));
   t.match(jpos, { ok: false, problems: [{ path: '', message: /^invalid JSON at line 3, column 3: / }] });
   const jnopos = loadConfigFile(file('nopos.json', '{\n  "instances": [],\n  "listen": }\n'));

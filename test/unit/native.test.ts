@@ -65,7 +65,8 @@ t.test('setIpTtl / getIpTtl round trip', async (t) => {
 t.test('syscall errors carry code and syscall', async (t) => {
   t.throws(() => native.getMark(BAD_FD), { code: 'EBADF', syscall: 'getsockopt' });
   t.throws(() => native.getIpTtl(BAD_FD), { code: 'EBADF', syscall: 'getsockopt' });
-  t.throws(() => native.setIpTtl(BAD_FD, 64), { code: 'EBADF', syscall: 'setsockopt' });
+  // setIpTtl first asks the socket's family (SO_DOMAIN), which is where a bad fd fails.
+  t.throws(() => native.setIpTtl(BAD_FD, 64), { code: 'EBADF', syscall: 'getsockopt' });
   const fileFd = openSync(fileURLToPath(import.meta.url), 'r');
   try {
     t.throws(() => native.getMark(fileFd), { code: 'ENOTSOCK', syscall: 'getsockopt' });
@@ -74,10 +75,56 @@ t.test('syscall errors carry code and syscall', async (t) => {
   }
 });
 
+t.test('IPv6 sockets: the hop limit, -1 meaning the route default', async (t) => {
+  const server = net.createServer((s) => s.end());
+  await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
+  t.teardown(() => server.close());
+  const { port } = server.address() as net.AddressInfo;
+  const sock = net.connect(port, '::1');
+  await new Promise((resolve) => sock.once('connect', resolve));
+  t.teardown(() => sock.destroy());
+  const fd = fdOf(sock);
+  native.setIpTtl(fd, 1);
+  t.equal(native.getIpTtl(fd), 1, 'IPV6_UNICAST_HOPS set');
+  native.setIpTtl(fd, -1);
+  t.equal(native.getIpTtl(fd), 64, 'back to the default');
+});
+
+t.test('listenTcp: reuse-port listeners, bound to a device or not', async (t) => {
+  const fd = native.listenTcp('127.0.0.1', 45_911, '', 16);
+  const fdLo = native.listenTcp('127.0.0.1', 45_911, 'lo', 16);
+  const seen: string[] = [];
+  const unbound = net.createServer((s) => {
+    seen.push('unbound');
+    s.end();
+  });
+  const bound = net.createServer((s) => {
+    seen.push('bound');
+    s.end();
+  });
+  await new Promise<void>((resolve) => unbound.listen({ fd }, resolve));
+  await new Promise<void>((resolve) => bound.listen({ fd: fdLo }, resolve));
+  t.teardown(() => {
+    unbound.close();
+    bound.close();
+  });
+  const c = net.connect(45_911, '127.0.0.1');
+  await new Promise((resolve) => c.once('close', resolve).resume());
+  t.same(seen, ['bound'], 'the listener bound to the ingress device wins');
+  t.throws(() => native.listenTcp('127.0.0.1', 45_912, 'nosuchdev0', 4), { code: 'ENODEV', syscall: 'setsockopt' });
+  t.throws(() => native.listenTcp('not-an-ip', 45_912, '', 4), TypeError);
+  t.throws(() => native.listenTcp('127.0.0.1', 0, '', 4), RangeError);
+  t.throws(() => native.listenTcp('127.0.0.1', 45_912, 'x'.repeat(16), 4), RangeError);
+  const v6 = native.listenTcp('::1', 45_913, '', 4);
+  t.ok(v6 > 2, 'IPv6 listener');
+  const s6 = net.createServer().listen({ fd: v6 });
+  t.teardown(() => s6.close());
+});
+
 t.test('bad arguments are rejected before any syscall', async (t) => {
   const [sock] = await tcpPair(t);
   const fd = fdOf(sock);
-  for (const ttl of [0, 256, -1, 1.5, Number.NaN]) {
+  for (const ttl of [0, 256, -1, -2, 1.5, Number.NaN]) {
     t.throws(() => native.setIpTtl(fd, ttl), RangeError, `ttl ${ttl}`);
   }
   t.throws(() => native.setIpTtl(fd, '64' as unknown as number), TypeError);
