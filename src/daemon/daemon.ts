@@ -132,7 +132,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
       log,
       keys: () => (signingKey ? [signingKey.jwk] : []),
       instances: wiring.instances,
-      status: () => wiring.status(),
+      status: () => ({ ...wiring.status(), neighbor: { responders: responders.size, ...responders.counters } }),
     });
     await new Promise<void>((resolve, reject) => {
       admin?.once('error', reject).listen(config.admin.socket, () => resolve());

@@ -17,23 +17,8 @@ import {
   type ResponderCounters,
 } from '../../src/packet/responder.js';
 import type { CapHandle, CapModule } from '../../src/packet/cap.js';
-import {
-  ARP_REPLY,
-  ARP_REQUEST,
-  emitArp,
-  emitEthernet,
-  emitIcmpv6,
-  emitIpv6Packet,
-  parseArp,
-  parseEthernet,
-  parseIcmpv6,
-  parseIpv6Packet,
-  solicitedNodeAddress,
-  ipv6MulticastMac,
-  internetChecksum,
-  parseIpv6,
-  pseudoHeaderSum,
-} from '../../src/wire/index.js';
+import { ARP_REPLY, parseArp, parseEthernet, parseIcmpv6, parseIpv6Packet } from '../../src/wire/index.js';
+import { guestFrames, INJECT } from '../helpers/frames.js';
 
 const isRoot = process.getuid?.() === 0;
 const V4 = '169.254.169.254';
@@ -56,94 +41,7 @@ const KERNEL_NA = hex(`
 
 // ---- frame builders (guest -> host) --------------------------------------------------------
 
-interface ArpOpts {
-  src?: string;
-  senderMac?: string;
-  targetIp?: string;
-  vlan?: number;
-  pad?: number;
-  hlen?: number;
-}
-function arpRequest(o: ArpOpts = {}): Buffer {
-  const src = o.src ?? GUEST_MAC;
-  const arp = emitArp({
-    operation: ARP_REQUEST,
-    senderMac: o.senderMac ?? src,
-    senderIp: GUEST_V4,
-    targetMac: '00:00:00:00:00:00',
-    targetIp: o.targetIp ?? V4,
-  });
-  if (o.hlen !== undefined) arp[4] = o.hlen;
-  const payload = o.pad !== undefined ? Buffer.concat([arp, Buffer.alloc(o.pad)]) : arp;
-  return emitEthernet({
-    dst: 'ff:ff:ff:ff:ff:ff',
-    src,
-    vlans: o.vlan !== undefined ? [{ tpid: 0x8100, pcp: 0, dei: false, vid: o.vlan }] : [],
-    ethertype: 0x0806,
-    payload,
-  });
-}
-
-interface NsOpts {
-  src?: string;
-  srcIp?: string;
-  hopLimit?: number;
-  sll?: string | null;
-  corrupt?: (icmp: Buffer) => void;
-  /** Leave the checksum as it was before `corrupt` (default: recompute it). */
-  badChecksum?: boolean;
-  payloadLength?: number;
-  vlan?: number;
-}
-function neighborSolicit(o: NsOpts = {}): Buffer {
-  const src = o.src ?? GUEST_MAC;
-  const srcIp = o.srcIp ?? GUEST_V6;
-  const group = solicitedNodeAddress(V6) ?? '';
-  const sll = o.sll === null ? undefined : (o.sll ?? src);
-  const icmp = emitIcmpv6({ kind: 'ns', target: V6, ...(sll !== undefined ? { sourceLinkAddr: sll } : {}) }, srcIp, group);
-  if (o.corrupt !== undefined) {
-    o.corrupt(icmp);
-    if (o.badChecksum !== true) {
-      icmp.writeUInt16BE(0, 2);
-      const ph = pseudoHeaderSum(parseIpv6(srcIp) ?? new Uint8Array(16), parseIpv6(group) ?? new Uint8Array(16), 58, icmp.length);
-      icmp.writeUInt16BE(internetChecksum(icmp, ph), 2);
-    }
-  }
-  const ip = emitIpv6Packet({
-    src: srcIp,
-    dst: group,
-    nextHeader: 58,
-    hopLimit: o.hopLimit ?? 255,
-    trafficClass: 0,
-    flowLabel: 0,
-    payload: icmp,
-  });
-  if (o.payloadLength !== undefined) ip.writeUInt16BE(o.payloadLength, 4);
-  return emitEthernet({
-    dst: ipv6MulticastMac(group) ?? '',
-    src,
-    vlans: o.vlan !== undefined ? [{ tpid: 0x8100, pcp: 0, dei: false, vid: o.vlan }] : [],
-    ethertype: 0x86dd,
-    payload: ip,
-  });
-}
-
-/** Frames that pass the capture filter but must never be answered, with the counter they hit. */
-function hostileFrames(): Array<[string, Buffer, keyof ResponderCounters]> {
-  return [
-    ['ARP with hlen 8', arpRequest({ hlen: 8 }), 'malformed'],
-    ['ARP sender MAC differs from the frame source', arpRequest({ senderMac: '52:54:00:66:66:66' }), 'malformed'],
-    ['NS with a bad checksum', neighborSolicit({ corrupt: (b) => (b[30] = 0x99), badChecksum: true }), 'bad_checksum'],
-    ['NS with hop limit 64', neighborSolicit({ hopLimit: 64 }), 'malformed'],
-    ['NS with a zero-length option', neighborSolicit({ corrupt: (b) => (b[25] = 0) }), 'malformed'],
-    ['NS whose IPv6 payload length runs past the frame', neighborSolicit({ payloadLength: 400 }), 'truncated'],
-    ['NS whose SLLA differs from the frame source', neighborSolicit({ sll: '52:54:00:66:66:66' }), 'malformed'],
-    ['DAD NS with a source link-layer option', neighborSolicit({ srcIp: '::' }), 'malformed'],
-    ['oversized ARP (3000 bytes)', arpRequest({ pad: 3000 - 42 }), 'oversized'],
-    ['VLAN-tagged ARP', arpRequest({ vlan: 42 }), 'vlan_tagged'],
-    ['VLAN-tagged NS', neighborSolicit({ vlan: 42 }), 'vlan_tagged'],
-  ];
-}
+const { arpRequest, neighborSolicit, hostileFrames } = guestFrames({ mac: GUEST_MAC, ipv4: GUEST_V4, ipv6: GUEST_V6, v4: V4, v6: V6 });
 
 // ---- decisions (no root) -------------------------------------------------------------------
 
@@ -343,34 +241,6 @@ rl.on('line', (l) => {
 });
 // The test runner went away: stop too.
 rl.on('close', () => { r.stop(); process.exit(0); });
-`;
-
-// Runs inside namespace B: sends the hex frames given on stdin (one per line) on argv[1], then
-// counts for argv[3] seconds the ARP replies / Neighbor Advertisements whose source MAC is argv[2].
-const INJECT = `
-import socket, sys, time
-ifname, amac, secs = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', '')), float(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind((ifname, 0))
-s.settimeout(0.1)
-for line in sys.stdin:
-    line = line.strip()
-    if line:
-        s.send(bytes.fromhex(line))
-n = 0
-end = time.time() + secs
-while time.time() < end:
-    try:
-        d = s.recv(65535)
-    except socket.timeout:
-        continue
-    if d[6:12] != amac:
-        continue
-    if d[12:14] == b'\\x08\\x06' and d[20:22] == b'\\x00\\x02':
-        n += 1
-    if d[12:14] == b'\\x86\\xdd' and len(d) > 54 and d[54] == 136:
-        n += 1
-print(n)
 `;
 
 t.test(

@@ -1,6 +1,7 @@
 // Every way a guest is wired: bridge ports, ARP/NDP on the ports, IPv6, overlapping tenant IPs.
 import t from 'tap';
 import { adminGet, hvState, withCapture, withServedLab } from '../helpers/net.js';
+import { guestFrames, INJECT } from '../helpers/frames.js';
 
 const ID = '/latest/meta-data/instance-id';
 
@@ -120,4 +121,32 @@ t.test('two tenant networks, same IPv4 and MAC: each guest its own id, replies n
     3 * 2,
     'one rule per network and family, not per guest',
   );
+});
+
+t.test('hostile frames on a port: no crash, no answer, counted in the daemon', async (t) => {
+  const { lab, config } = await withServedLab(t, { guests: 2, ipv6: true });
+  const g = lab.guest(1);
+  const frames = guestFrames({ mac: g.mac, ipv4: g.ipv4, ipv6: g.ipv6 ?? '', v4: '169.254.169.254', v6: 'fd00:ec2::254' });
+  // The NDP ones: on this routed port the kernel itself answers ARP (arp_ignore=0), linkgate NDP.
+  const hostile = frames.hostileFrames().filter(([what]) => what.includes('NS'));
+  const port = lab.guest(1).hostIf;
+  const answerMac = (await lab.hvExec(['cat', `/sys/class/net/${port}/address`])).trim();
+  // Room for the oversized frames on both ends of the veth pair.
+  await lab.hvExec(['ip', 'link', 'set', port, 'mtu', '4000']);
+  await lab.exec(1, ['ip', 'link', 'set', 'eth0', 'mtu', '4000']);
+  // The injector counts answers from the port's MAC for 1.5 s after sending.
+  const out = await lab.exec(1, ['/usr/bin/python3', '-c', INJECT, 'eth0', answerMac, '1.5'], {
+    input: `${hostile.map(([, f]) => f.toString('hex')).join('\n')}\n`,
+  });
+  t.equal(out.trim(), '0', `no answer to any of ${hostile.length} hostile frames`);
+  const stats = (await adminGet(config.admin.socket, '/v1/stats')).body as { neighbor: Record<string, number> };
+  const n = stats.neighbor;
+  t.ok((n.responders ?? 0) >= 2, 'responders run on the IPv6 ports');
+  const expected: Record<string, number> = {};
+  for (const [, , counter] of hostile) expected[counter] = (expected[counter] ?? 0) + 1;
+  for (const [counter, count] of Object.entries(expected))
+    t.ok((n[counter] ?? 0) >= count, `${counter}: ${count} sent, ${n[counter]} counted`);
+  t.equal(n.nd_adverts ?? 0, 0, 'no advert went out for any of them');
+  for (const g2 of lab.guests())
+    t.equal((await lab.curl(g2.index, ID, { ipv6: true })).body, config.instances[g2.index - 1]?.id, `guest ${g2.index} still served`);
 });
