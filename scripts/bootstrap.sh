@@ -8,60 +8,30 @@
 # Works from any cwd. Progress goes to stderr; exits non-zero with a reason on failure.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh" bootstrap
+ROOT="$LG_ROOT"
 cd "$ROOT"
-
-say() { printf 'bootstrap: %s\n' "$*" >&2; }
-die() { printf 'bootstrap: FAILED: %s\n' "$*" >&2; exit 1; }
-
-# Runs a command quietly; on failure shows the tail of its output and dies.
-run_logged() {
-  local what="$1"; shift
-  local log
-  log="$(mktemp -t linkgate-bootstrap.XXXXXX)"
-  if ! "$@" >"$log" 2>&1; then
-    tail -n 40 "$log" >&2
-    rm -f "$log"
-    die "$what (command: $*)"
-  fi
-  rm -f "$log"
-}
 
 did=0
 
 # ---- 1. system packages --------------------------------------------------------------------
 # "package|how to tell it is present" (cmd:NAME = a command on PATH, file:PATH = a file).
-checks=(
-  "nftables|cmd:nft"
-  "iproute2|cmd:ip"
-  "libpcap-dev|file:/usr/include/pcap/pcap.h"
-  "curl|cmd:curl"
-  "tcpdump|cmd:tcpdump"
-  "iputils-ping|cmd:ping"
-  "procps|cmd:sysctl"
-  "python3|cmd:python3"
-  "iputils-arping|cmd:arping"
-  "ndisc6|cmd:ndisc6"
-  "make|cmd:make"
-  "g++|cmd:g++"
+lg_missing \
+  "nftables|cmd:nft" \
+  "iproute2|cmd:ip" \
+  "libpcap-dev|file:/usr/include/pcap/pcap.h" \
+  "curl|cmd:curl" \
+  "tcpdump|cmd:tcpdump" \
+  "iputils-ping|cmd:ping" \
+  "procps|cmd:sysctl" \
+  "python3|cmd:python3" \
+  "iputils-arping|cmd:arping" \
+  "ndisc6|cmd:ndisc6" \
+  "make|cmd:make" \
+  "g++|cmd:g++" \
   "build-essential|file:/usr/include/stdio.h"
-)
-missing=()
-for c in "${checks[@]}"; do
-  pkg="${c%%|*}"; probe="${c#*|}"
-  case "$probe" in
-    cmd:*) command -v "${probe#cmd:}" >/dev/null 2>&1 || missing+=("$pkg") ;;
-    file:*) [[ -e "${probe#file:}" ]] || missing+=("$pkg") ;;
-  esac
-done
-if ((${#missing[@]})); then
-  [[ "$(id -u)" -eq 0 ]] || die "missing system packages (${missing[*]}); run as root or: apt-get install ${missing[*]}"
-  command -v apt-get >/dev/null 2>&1 || die "missing system packages (${missing[*]}) and no apt-get (Debian 12 expected)"
-  say "apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  run_logged "apt-get update" apt-get update -q
-  run_logged "apt-get install ${missing[*]}" \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+if ((${#MISSING[@]})); then
+  lg_apt_install "${MISSING[@]}"
   did=1
 fi
 

@@ -8,36 +8,16 @@
 # Idempotent; on a warm machine it only checks a file and compares two timestamps.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-say() { printf 'test-clients: %s\n' "$*" >&2; }
-die() { printf 'test-clients: FAILED: %s\n' "$*" >&2; exit 1; }
-
-run_logged() {
-  local what="$1"; shift
-  local log
-  log="$(mktemp -t linkgate-test-clients.XXXXXX)"
-  if ! "$@" >"$log" 2>&1; then
-    tail -n 40 "$log" >&2
-    rm -f "$log"
-    die "$what (command: $*)"
-  fi
-  rm -f "$log"
-}
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh" test-clients
+cd "$LG_ROOT"
 
 did=0
 
 # ---- 1. cloud-init -----------------------------------------------------------------------------
 if ! /usr/bin/python3 -c 'import cloudinit.sources.helpers.ec2, cloudinit.sources.helpers.openstack, cloudinit.sources.DataSourceGCE' >/dev/null 2>&1; then
-  [[ "$(id -u)" -eq 0 ]] || die "cloud-init is missing; run as root or: apt-get install cloud-init"
-  command -v apt-get >/dev/null 2>&1 || die "cloud-init is missing and there is no apt-get (Debian 12 expected)"
-  say "apt-get install cloud-init"
-  export DEBIAN_FRONTEND=noninteractive
-  run_logged "apt-get update" apt-get update -q
   # Installing the package must not start anything on this machine: no services are started in
   # a container without systemd, and cloud-init itself only runs at boot.
-  run_logged "apt-get install cloud-init" apt-get install -y -q --no-install-recommends cloud-init
+  lg_apt_install cloud-init
   /usr/bin/python3 -c 'import cloudinit.sources.DataSourceGCE' >/dev/null 2>&1 || die "cloud-init installed but /usr/bin/python3 cannot import it"
   did=1
 fi

@@ -78,6 +78,43 @@ function v6Integer(ip: string): string {
 
 const TAG = 'meta mark & 0xf0000000 == 0xa0000000';
 
+type Family = 'inet' | 'bridge';
+
+/** Each map's (or set's) declaration, the same in both tables: its kind and its type. */
+const MAP_DECLS: Record<MapId extends `${Family} ${infer Name}` ? Name : never, readonly ['map' | 'set', string]> = {
+  ports4: ['map', 'ifname . ether_addr . ipv4_addr : mark'],
+  ports6: ['map', 'ifname . ether_addr . ipv6_addr : mark'],
+  bridges: ['set', 'ifname'],
+  brmac: ['map', 'ifname : ether_addr'],
+};
+
+/** The named counters of each table, in order (`readCounters` reads them back): name and comment. */
+const COUNTERS: Record<Family, readonly (readonly [string, string])[]> = {
+  inet: [
+    ['refused4', 'metadata connections from no known (port, MAC, IPv4)'],
+    ['refused6', 'metadata connections from no known (port, MAC, IPv6)'],
+    ['other4', 'other traffic to the metadata IPv4 address from guests'],
+    ['other6', 'other traffic to the metadata IPv6 address from guests'],
+  ],
+  bridge: [
+    ['refused4', 'metadata traffic on bridge ports from no known (port, MAC, IPv4)'],
+    ['refused6', 'metadata traffic on bridge ports from no known (port, MAC, IPv6)'],
+    ['kept4', 'metadata frames and ARP kept from other bridge ports and the uplink'],
+    ['kept6', 'metadata frames and NDP kept from other bridge ports and the uplink'],
+  ],
+};
+
+/** A table's maps and sets (in `MAPS` order, with their elements), then its counters. */
+function declarations(family: Family, els: Elements): string {
+  const maps = MAPS.filter((id) => id.startsWith(`${family} `)).map((id) => {
+    const name = id.slice(family.length + 1) as keyof typeof MAP_DECLS;
+    const [kind, type] = MAP_DECLS[name];
+    return `  ${kind} ${name} {\n    type ${type}${elementList(els[id])}\n  }\n`;
+  });
+  const counters = COUNTERS[family].map(([name, comment]) => `  counter ${name} {\n    comment "${comment}"\n  }\n`);
+  return [...maps, ...counters].join('');
+}
+
 /**
  * Both tables, each replacing any earlier one (left by a killed run) in the same transaction:
  * `table X` (create if missing) + `delete table X` + the new definition.
@@ -108,28 +145,7 @@ export function renderTables(spec: TableSpec, els: Elements): string {
   return `table inet ${table}
 delete table inet ${table}
 table inet ${table} {
-  map ports4 {
-    type ifname . ether_addr . ipv4_addr : mark${elementList(els['inet ports4'])}
-  }
-  map ports6 {
-    type ifname . ether_addr . ipv6_addr : mark${elementList(els['inet ports6'])}
-  }
-  set bridges {
-    type ifname${elementList(els['inet bridges'])}
-  }
-  counter refused4 {
-    comment "metadata connections from no known (port, MAC, IPv4)"
-  }
-  counter refused6 {
-    comment "metadata connections from no known (port, MAC, IPv6)"
-  }
-  counter other4 {
-    comment "other traffic to the metadata IPv4 address from guests"
-  }
-  counter other6 {
-    comment "other traffic to the metadata IPv6 address from guests"
-  }
-  chain prerouting {
+${declarations('inet', els)}  chain prerouting {
     type filter hook prerouting priority mangle; policy accept;
     iifname @bridges ip daddr ${m4} tcp dport ${port} ${TAG} accept
     ip daddr ${m4} tcp dport ${port} meta mark set iifname . ether saddr . ip saddr map @ports4 accept
@@ -140,28 +156,7 @@ table inet ${table} {
 table bridge ${table}
 delete table bridge ${table}
 table bridge ${table} {
-  map ports4 {
-    type ifname . ether_addr . ipv4_addr : mark${elementList(els['bridge ports4'])}
-  }
-  map ports6 {
-    type ifname . ether_addr . ipv6_addr : mark${elementList(els['bridge ports6'])}
-  }
-  map brmac {
-    type ifname : ether_addr${elementList(els['bridge brmac'])}
-  }
-  counter refused4 {
-    comment "metadata traffic on bridge ports from no known (port, MAC, IPv4)"
-  }
-  counter refused6 {
-    comment "metadata traffic on bridge ports from no known (port, MAC, IPv6)"
-  }
-  counter kept4 {
-    comment "metadata frames and ARP kept from other bridge ports and the uplink"
-  }
-  counter kept6 {
-    comment "metadata frames and NDP kept from other bridge ports and the uplink"
-  }
-  chain prerouting {
+${declarations('bridge', els)}  chain prerouting {
     type filter hook prerouting priority -300; policy accept;
     ether type ip ip daddr ${m4} tcp dport ${port} meta mark set iifname . ether saddr . ip saddr map @ports4 ether daddr set iifname map @brmac meta pkttype set host accept
     ether type ip ip daddr ${m4} counter name refused4 drop${bridgePre6}

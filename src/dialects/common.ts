@@ -1,8 +1,9 @@
 /**
- * Small helpers the GCE, OpenStack and Azure dialects share: stable derived identifiers, query
- * string parsing that refuses duplicates, SSH key names. Pure; no I/O.
+ * Small helpers the dialects share: stable derived identifiers, query string parsing that refuses
+ * duplicates, SSH key names, per-instance memoization. Pure; no I/O.
  */
 import { createHash } from 'node:crypto';
+import type { Instance } from '../model/instance.js';
 
 function digest(domain: string, input: string): Buffer {
   return createHash('sha256').update(`linkgate/${domain}\0`, 'utf8').update(input, 'utf8').digest();
@@ -37,6 +38,23 @@ export function shortHash(input: string, n = 16): string {
 export function keyName(key: string, index: number): string {
   const comment = key.trim().split(/\s+/).slice(2).join(' ');
   return comment !== '' ? comment : `key-${index}`;
+}
+
+/**
+ * `build`, computed once per instance object (a dialect's tree, built on first use). Keyed on the
+ * object: the model is immutable, so a changed instance is a new object and gets a new result
+ * (the old one goes with the old object).
+ */
+export function perInstance<T>(build: (inst: Instance) => T): (inst: Instance) => T {
+  const cache = new WeakMap<Instance, T>();
+  return (inst) => {
+    let value = cache.get(inst);
+    if (value === undefined) {
+      value = build(inst);
+      cache.set(inst, value);
+    }
+    return value;
+  };
 }
 
 export type Query =

@@ -2,11 +2,10 @@
 // hypervisor namespace, on 127.0.0.1 there, with its data directory under the lab's /tmp/<prefix>.
 // Driven through etcd's v3 JSON gateway with curl in the same namespace, on 127.0.0.2: the daemon's
 // endpoint (127.0.0.1) can be left out of a start (`hidden`) to make changes it cannot see.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { inNetns } from '../../src/lab/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import { eventually, type Teardownable } from './net.js';
+import { hvProcess } from './service.js';
 
 export interface Etcd {
   readonly url: string;
@@ -26,33 +25,33 @@ export async function startEtcd(t: Teardownable, lab: Lab, port = 2379): Promise
   const url = `http://127.0.0.1:${port}`;
   const control = `http://127.0.0.2:${port}`;
   const peer = `http://127.0.0.1:${port + 1}`;
-  let child: ChildProcess | undefined;
+  const proc = hvProcess(lab);
   let log = '';
   const call = async (path: string, body: unknown): Promise<unknown> =>
     JSON.parse(await lab.hvExec(['curl', '-sS', '-m', '5', '-X', 'POST', `${control}${path}`, '-d', JSON.stringify(body)])) as unknown;
   const start = async (opts: { hidden?: boolean } = {}): Promise<void> => {
-    const argv = inNetns(lab.hv, [
-      'etcd',
-      '--name',
-      'lg',
-      '--data-dir',
-      join(lab.dir, 'etcd'),
-      '--listen-client-urls',
-      opts.hidden === true ? control : `${url},${control}`,
-      '--advertise-client-urls',
-      url,
-      '--listen-peer-urls',
-      peer,
-      '--initial-advertise-peer-urls',
-      peer,
-      '--initial-cluster',
-      `lg=${peer}`,
-    ]);
-    const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
+    const c = proc.spawn(
+      [
+        'etcd',
+        '--name',
+        'lg',
+        '--data-dir',
+        join(lab.dir, 'etcd'),
+        '--listen-client-urls',
+        opts.hidden === true ? control : `${url},${control}`,
+        '--advertise-client-urls',
+        url,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `lg=${peer}`,
+      ],
+      ['ignore', 'pipe', 'pipe'],
+    );
     c.stdout?.on('data', (d: Buffer) => (log += d.toString()));
     c.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
-    if (c.pid !== undefined) lab.trackPid(c.pid);
     await eventually(async () => {
       if (c.exitCode !== null) throw new Error(`etcd exited ${c.exitCode}\n${log}`);
       try {
@@ -62,15 +61,7 @@ export async function startEtcd(t: Teardownable, lab: Lab, port = 2379): Promise
       }
     }, 15_000);
   };
-  const stop = async (): Promise<void> => {
-    const c = child;
-    child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const gone = new Promise((r) => c.once('exit', r));
-    if (c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
-    await gone;
-    if (c.pid !== undefined) lab.untrackPid(c.pid);
-  };
+  const stop = (): Promise<void> => proc.stop();
   await start();
   t.teardown(stop);
   return {

@@ -1,5 +1,6 @@
 // Frames a guest sends to the host's port (ARP requests, Neighbor Solicitations), well-formed or
-// hostile, built with the wire layer; and a Python injector that puts hex frames on a link.
+// hostile, built with the wire layer; a Python injector that puts hex frames on a link; and
+// known-good frames captured from Linux.
 import {
   ARP_REQUEST,
   emitArp,
@@ -148,3 +149,42 @@ while time.time() < end:
         n += 1
 print(n)
 `;
+
+// ---- known-good vectors ---------------------------------------------------------------------
+// Frames captured from a Linux 6.x kernel in a network namespace pair (52:54:00:aa:bb:01 = host
+// side with fd00:ec2::254 / 10.9.0.1, 52:54:00:aa:bb:02 = guest). KERNEL_NS / KERNEL_NA: the
+// guest's kernel asking for fd00:ec2::254, and the host kernel's answer.
+
+export const hex = (s: string): Buffer => Buffer.from(s.replace(/[^0-9a-f]/gi, ''), 'hex');
+
+export const KERNEL_NS = hex(`
+  3333 ff00 0254 5254 00aa bb02 86dd 6000 0000 0020 3aff fd00 0ec2 0000 0000 0000
+  0000 0000 0002 ff02 0000 0000 0000 0000 0001 ff00 0254 8700 4f6e 0000 0000 fd00
+  0ec2 0000 0000 0000 0000 0000 0254 0101 5254 00aa bb02`);
+export const KERNEL_NA = hex(`
+  5254 00aa bb02 5254 00aa bb01 86dd 6000 0000 0020 3aff fd00 0ec2 0000 0000 0000
+  0000 0000 0254 fd00 0ec2 0000 0000 0000 0000 0000 0002 8800 dfb0 6000 0000 fd00
+  0ec2 0000 0000 0000 0000 0000 0254 0201 5254 00aa bb01`);
+export const KERNEL_DAD_NS = hex(`
+  3333 ffaa bb02 5254 00aa bb02 86dd 6000 0000 0020 3aff 0000 0000 0000 0000 0000
+  0000 0000 0000 ff02 0000 0000 0000 0000 0001 ffaa bb02 8700 680c 0000 0000 fe80
+  0000 0000 0000 5054 00ff feaa bb02 0e01 4b37 85e9 6e43`);
+export const KERNEL_MLD = hex(`
+  3333 0000 0016 5254 00aa bb02 86dd 6000 0000 0038 0001 0000 0000 0000 0000 0000
+  0000 0000 0000 ff02 0000 0000 0000 0000 0000 0000 0016 3a00 0502 0000 0100 8f00
+  b1c1 0000 0002 0400 0000 ff02 0000 0000 0000 0000 0001 ff00 0002 0400 0000 ff02
+  0000 0000 0000 0000 0001 ffaa bb02`);
+export const KERNEL_ARP_REQ = hex(`
+  ffff ffff ffff 5254 00aa bb02 0806 0001 0800 0604 0001 5254 00aa bb02 0a09 0002
+  0000 0000 0000 0a09 0001`);
+export const KERNEL_ARP_REPLY = hex(`
+  5254 00aa bb02 5254 00aa bb01 0806 0001 0800 0604 0002 5254 00aa bb01 0a09 0001
+  5254 00aa bb02 0a09 0002`);
+// SYN with its checksum fixed to the value tcpdump computed (0xd917; veth left it partial).
+export const KERNEL_SYN = hex(`
+  5254 00aa bb01 5254 00aa bb02 0800 4500 003c 293c 4000 4006 fd6b 0a09 0002 0a09
+  0001 8056 0051 1d27 a404 0000 0000 a002 faf0 d917 0000 0204 05b4 0402 080a 4db3
+  d059 0000 0000 0103 030a`);
+export const KERNEL_RST = hex(`
+  5254 00aa bb02 5254 00aa bb01 0800 4500 0028 0000 4000 4006 26bc 0a09 0001 0a09
+  0002 0051 8056 0000 0000 1d27 a405 5014 0000 59e8 0000`);

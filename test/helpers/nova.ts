@@ -1,11 +1,10 @@
 // Runs test/helpers/nova-server.mjs inside a lab's hypervisor namespace, on 127.0.0.1 there, and
 // talks to it over the IPC channel (which `ip netns exec` passes through: it execs in place).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/lab/daemon.js';
-import { inNetns } from '../../src/lab/netns.js';
 import type { Lab } from '../../src/lab/lab.js';
 import type { Teardownable } from './net.js';
+import { hvProcess } from './service.js';
 
 export interface NovaOptions {
   readonly port: number;
@@ -31,33 +30,21 @@ export interface Nova {
 }
 
 export async function startNova(t: Teardownable, lab: Lab, opts: NovaOptions): Promise<Nova> {
-  let child: ChildProcess | undefined;
+  const proc = hvProcess(lab);
   const launch = async (): Promise<void> => {
-    const [cmd, ...argv] = inNetns(lab.hv, [
-      process.execPath,
-      join(repoRoot(), 'test', 'helpers', 'nova-server.mjs'),
-      JSON.stringify(opts),
-    ]);
-    const c = spawn(cmd as string, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child = c;
-    if (c.pid !== undefined) lab.trackPid(c.pid);
+    const c = proc.spawn(
+      [process.execPath, join(repoRoot(), 'test', 'helpers', 'nova-server.mjs'), JSON.stringify(opts)],
+      ['ignore', 'inherit', 'inherit', 'ipc'],
+    );
     await new Promise<void>((resolve, reject) => {
       c.once('message', () => resolve());
       c.once('exit', (code) => reject(new Error(`nova exited (${code})`)));
     });
   };
-  const stop = async (): Promise<void> => {
-    const c = child;
-    child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const gone = new Promise((r) => c.once('exit', r));
-    if (c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
-    await gone;
-    if (c.pid !== undefined) lab.untrackPid(c.pid);
-  };
+  const stop = (): Promise<void> => proc.stop();
   const ask = (msg: object): Promise<NovaState> =>
     new Promise((resolve, reject) => {
-      const c = child;
+      const c = proc.child;
       if (!c) return reject(new Error('nova is stopped'));
       c.once('message', (m) => resolve(m as NovaState));
       c.send(msg);

@@ -18,7 +18,7 @@ import {
 } from '../../src/packet/responder.js';
 import type { CapHandle, CapModule } from '../../src/packet/cap.js';
 import { ARP_REPLY, parseArp, parseEthernet, parseIcmpv6, parseIpv6Packet } from '../../src/wire/index.js';
-import { guestFrames, INJECT } from '../helpers/frames.js';
+import { guestFrames, INJECT, KERNEL_NA, KERNEL_NS } from '../helpers/frames.js';
 
 const isRoot = process.getuid?.() === 0;
 const V4 = '169.254.169.254';
@@ -27,17 +27,6 @@ const HOST_MAC = '52:54:00:aa:bb:01';
 const GUEST_MAC = '52:54:00:aa:bb:02';
 const GUEST_V4 = '10.9.0.2';
 const GUEST_V6 = 'fd00:ec2::2';
-
-const hex = (s: string): Buffer => Buffer.from(s.replace(/[^0-9a-f]/gi, ''), 'hex');
-// Captured from Linux: the guest's kernel asking for fd00:ec2::254, and the host kernel's answer.
-const KERNEL_NS = hex(`
-  3333 ff00 0254 5254 00aa bb02 86dd 6000 0000 0020 3aff fd00 0ec2 0000 0000 0000
-  0000 0000 0002 ff02 0000 0000 0000 0000 0001 ff00 0254 8700 4f6e 0000 0000 fd00
-  0ec2 0000 0000 0000 0000 0000 0254 0101 5254 00aa bb02`);
-const KERNEL_NA = hex(`
-  5254 00aa bb02 5254 00aa bb01 86dd 6000 0000 0020 3aff fd00 0ec2 0000 0000 0000
-  0000 0000 0254 fd00 0ec2 0000 0000 0000 0000 0000 0002 8800 dfb0 6000 0000 fd00
-  0ec2 0000 0000 0000 0000 0000 0254 0201 5254 00aa bb01`);
 
 // ---- frame builders (guest -> host) --------------------------------------------------------
 

@@ -11,39 +11,20 @@ import {
   subscriptionId,
   vmId,
 } from '../../src/dialects/azure/index.js';
-import type { DialectContext, DialectRequest, DialectResponse } from '../../src/dialects/types.js';
-import type { Instance } from '../../src/model/instance.js';
+import type { DialectResponse } from '../../src/dialects/types.js';
+import { bareInstance, dialectContext as ctxFor, dialectRequest, NOW, sampleInstance } from '../helpers/fixtures.js';
 
-const NOW = Date.UTC(2024, 4, 6, 7, 8, 9, 500);
 const EXP = '2024-05-06T08:08:09Z';
-const inst: Instance = {
-  id: 'i-0a1b2c3d4e5f60718',
-  hostname: 'web-1',
-  ports: [
-    { interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11' },
-    { interface: 'lgtap2', mac: '52:54:00:0a:00:0c', ipv4: '10.20.0.11', ipv6: 'fd00:20::11' },
-  ],
-  project: 'proj-alpha',
+const inst = sampleInstance({
   region: 'westeurope',
   zone: '1',
   image: 'debian-12',
   type: 'Standard_B1s',
   ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop'],
-  user_data: '#cloud-config\nhostname: web-1\n',
-  tags: { env: 'prod', team: 'web' },
   azure: { token: { access_token: 'eyJ0eXAi.example', expiration: EXP } },
-};
-const bare: Instance = {
-  id: 'i-bare',
-  hostname: 'bare',
-  ports: [{ interface: 'lgtap9', mac: '52:54:00:00:00:09', ipv4: '10.9.0.9' }],
-  project: 'p',
-  region: 'r',
+});
+const bare = bareInstance({
   zone: '',
-  image: 'img',
-  type: 't',
-  ssh_keys: [],
-  tags: {},
   azure: {
     vm_id: '11111111-2222-4333-8444-555555555555',
     subscription_id: '66666666-7777-4888-9999-000000000000',
@@ -51,20 +32,12 @@ const bare: Instance = {
     admin_username: 'ops',
     client_id: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee',
   },
-};
-const ctxFor = (instance: Instance): DialectContext => ({
-  instance,
-  port: instance.ports[0]!,
-  ec2: { tokens: 'optional', hop_limit: 1 },
-  tokenKey: Buffer.alloc(32),
-  since: 0,
 });
 const MD = { metadata: 'true' };
 const V = 'api-version=2021-02-01';
 
 function get(path: string, query = V, headers: Record<string, string> = MD, ctx = ctxFor(inst), method = 'GET'): DialectResponse {
-  const r: DialectRequest = { method, path, query, headers, now: NOW };
-  return azure(r, ctx);
+  return azure(dialectRequest(path, { method, query, headers }), ctx);
 }
 const body = (r: DialectResponse): Record<string, unknown> => JSON.parse(r.body) as Record<string, unknown>;
 

@@ -17,25 +17,13 @@ import {
   parseIPv6,
 } from '../../src/config/addr.js';
 import { formatProblems, loadConfigFile } from '../../src/config/load.js';
-import { checkInstanceSet, validateConfig, validateInstance, type Problem } from '../../src/config/validate.js';
+import { checkInstanceSet, validateConfig, validateInstance } from '../../src/config/validate.js';
+import { HOST as H, okConfig, problemsOf, rawInstance as inst, rawPort as port } from '../helpers/fixtures.js';
 
 const CONTRACT = fileURLToPath(new URL('../fixtures/config/contract.yaml', import.meta.url));
-const H = { hostname: 'hv-test' };
 
 type Obj = Record<string, unknown>;
-const port = (over: Obj = {}): Obj => ({ interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11', ...over });
-const inst = (over: Obj = {}): Obj => ({ id: 'i-1', hostname: 'web-1', ports: [port()], ...over });
 const cfg = (over: Obj = {}): Obj => ({ instances: [inst()], ...over });
-
-function problemsOf(raw: unknown): Problem[] {
-  const r = validateConfig(raw, H);
-  return r.ok ? [] : r.problems;
-}
-function okConfig(raw: unknown) {
-  const r = validateConfig(raw, H);
-  if (!r.ok) throw new Error(`expected valid, got:\n${formatProblems(r.problems)}`);
-  return r.config;
-}
 function okInstance(raw: unknown): Instance {
   const r = validateInstance(raw);
   if (!r.ok) throw new Error(`expected valid, got:\n${formatProblems(r.problems)}`);

@@ -1,37 +1,25 @@
 import t from 'tap';
 import { ec2 } from '../../src/dialects/ec2/index.js';
 import { MAX_TTL_S, mintToken, parseTtl, verifyToken } from '../../src/dialects/ec2/token.js';
-import type { DialectContext, DialectRequest, DialectResponse } from '../../src/dialects/types.js';
+import type { DialectContext, DialectResponse } from '../../src/dialects/types.js';
 import type { Instance, TokenMode } from '../../src/model/instance.js';
+import { bareInstance, dialectContext, dialectRequest, TOKEN_KEY as KEY } from '../helpers/fixtures.js';
 
 const NOW = Date.UTC(2024, 4, 6, 7, 8, 9, 0);
-const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
 
 function instance(id: string, ip: string): Instance {
-  return {
-    id,
-    hostname: id,
-    ports: [{ interface: `tap-${id}`, mac: '52:54:00:00:00:01', ipv4: ip }],
-    project: 'p',
-    region: 'r',
-    zone: 'r-a',
-    image: 'img',
-    type: 't',
-    ssh_keys: [],
-    tags: {},
-  };
+  return bareInstance({ id, hostname: id, ports: [{ interface: `tap-${id}`, mac: '52:54:00:00:00:01', ipv4: ip }] });
 }
 
 const A = instance('i-aaaaaaaaaaaaaaaaa', '10.0.0.1');
 const B = instance('i-bbbbbbbbbbbbbbbbb', '10.0.0.2');
 
 function ctx(inst: Instance, tokens: TokenMode = 'optional', hop = 2): DialectContext {
-  return { instance: inst, port: inst.ports[0]!, ec2: { tokens, hop_limit: hop }, tokenKey: KEY, since: NOW };
+  return dialectContext(inst, { ec2: { tokens, hop_limit: hop }, tokenKey: KEY, since: NOW });
 }
 
 function call(c: DialectContext, method: string, path: string, headers: Record<string, string> = {}, now = NOW): DialectResponse {
-  const req: DialectRequest = { method, path, query: '', headers, now };
-  return ec2(req, c);
+  return ec2(dialectRequest(path, { method, headers, now }), c);
 }
 
 function put(c: DialectContext, ttl: string | undefined, extra: Record<string, string> = {}, now = NOW): DialectResponse {

@@ -2,27 +2,11 @@ import t from 'tap';
 import { ec2, isEc2Path, VERSIONS } from '../../src/dialects/ec2/index.js';
 import { interfaceId, isoSeconds, reservationId } from '../../src/dialects/ec2/ids.js';
 import { buildTree, keyName, resolve, treeFor } from '../../src/dialects/ec2/tree.js';
-import type { DialectContext, DialectRequest, DialectResponse } from '../../src/dialects/types.js';
+import type { DialectContext, DialectResponse } from '../../src/dialects/types.js';
 import type { Instance } from '../../src/model/instance.js';
+import { bareInstance, dialectContext, dialectRequest, NOW, sampleInstance, SINCE, TOKEN_KEY } from '../helpers/fixtures.js';
 
-const NOW = Date.UTC(2024, 4, 6, 7, 8, 9, 500); // 2024-05-06T07:08:09.500Z
-const SINCE = Date.UTC(2024, 0, 2, 3, 4, 5, 0);
-
-const inst: Instance = {
-  id: 'i-0a1b2c3d4e5f60718',
-  hostname: 'web-1',
-  ports: [
-    { interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11' },
-    { interface: 'lgtap2', mac: '52:54:00:0a:00:0c', ipv4: '10.20.0.11', ipv6: 'fd00:20::11' },
-  ],
-  project: 'proj-alpha',
-  region: 'region-1',
-  zone: 'region-1a',
-  image: 'img-debian-12',
-  type: 'm1.small',
-  ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop', 'ssh-rsa AAAAB3NzaC1yc2E'],
-  user_data: '#cloud-config\nhostname: web-1\n',
-  tags: { env: 'prod', team: 'web' },
+const inst = sampleInstance({
   role: {
     name: 'web-role',
     access_key_id: 'AKIAEXAMPLE',
@@ -30,32 +14,16 @@ const inst: Instance = {
     token: 'example-session-token',
     expiration: '2030-01-01T00:00:00Z',
   },
-};
+});
 
-const bare: Instance = {
-  id: 'i-bare',
-  hostname: 'bare',
-  ports: [{ interface: 'lgtap9', mac: '52:54:00:00:00:09', ipv4: '10.9.0.9' }],
-  project: 'p',
-  region: 'r',
-  zone: 'r-a',
-  image: 'img',
-  type: 't',
-  ssh_keys: [],
-  tags: {},
-};
-
-const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
+const bare = bareInstance();
 
 function ctxFor(instance: Instance, portIndex = 0, tokens: 'optional' | 'required' = 'optional'): DialectContext {
-  const port = instance.ports[portIndex];
-  if (port === undefined) throw new Error('no such port');
-  return { instance, port, ec2: { tokens, hop_limit: 1 }, tokenKey: KEY, since: SINCE };
+  return dialectContext(instance, { portIndex, ec2: { tokens, hop_limit: 1 }, tokenKey: TOKEN_KEY, since: SINCE });
 }
 
 function get(path: string, ctx: DialectContext = ctxFor(inst), method = 'GET'): DialectResponse {
-  const req: DialectRequest = { method, path, query: '', headers: {}, now: NOW };
-  return ec2(req, ctx);
+  return ec2(dialectRequest(path, { method }), ctx);
 }
 
 const ENI0 = interfaceId(inst.id, '52:54:00:0a:00:0b');
@@ -276,10 +244,7 @@ t.test('security credentials', async (t) => {
   t.equal(r.status, 200);
   t.equal(r.body, credentials);
   t.equal(r.headers['Content-Type'], 'application/json');
-  const later = ec2(
-    { method: 'GET', path: '/latest/meta-data/iam/security-credentials/web-role', query: '', headers: {}, now: NOW + 3_600_000 },
-    ctxFor(inst),
-  );
+  const later = ec2(dialectRequest('/latest/meta-data/iam/security-credentials/web-role', { now: NOW + 3_600_000 }), ctxFor(inst));
   t.match(later.body, /"LastUpdated": "2024-05-06T08:08:09Z"/, 'LastUpdated follows req.now (tree cached, leaf evaluated per request)');
   t.equal(get('/latest/meta-data/iam/security-credentials/web-role/').body, credentials, 'a leaf answers with a trailing slash too');
   t.equal(get('/latest/meta-data/iam/security-credentials/other').status, 404);

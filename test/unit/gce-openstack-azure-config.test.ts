@@ -6,26 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey, verify } from 'node:crypto';
 import { formatProblems } from '../../src/config/load.js';
-import { validateConfig, type Problem } from '../../src/config/validate.js';
 import { KEY_FILE, loadOrCreateKey, thumbprint } from '../../src/daemon/keys.js';
 import { signJwt } from '../../src/dialects/gce/index.js';
+import { okConfig as ok, problemsOf as problems, rawInstance as inst } from '../helpers/fixtures.js';
 
 type Obj = Record<string, unknown>;
-const inst = (over: Obj = {}): Obj => ({
-  id: 'i-1',
-  hostname: 'web-1',
-  ports: [{ interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11' }],
-  ...over,
-});
-const problems = (raw: unknown): Problem[] => {
-  const r = validateConfig(raw, { hostname: 'hv-test' });
-  return r.ok ? [] : r.problems;
-};
-const ok = (raw: unknown) => {
-  const r = validateConfig(raw, { hostname: 'hv-test' });
-  if (!r.ok) throw new Error(formatProblems(r.problems));
-  return r.config;
-};
 
 t.test('per-dialect sections are optional and kept as given', async (t) => {
   const plain = ok({ instances: [inst()] }).instances[0]!;

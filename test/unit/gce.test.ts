@@ -19,65 +19,33 @@ import {
 } from '../../src/dialects/gce/index.js';
 import { gceRefusal, MAX_TIMEOUT_S } from '../../src/dialects/gce/index.js';
 import { flatText } from '../../src/dialects/gce/tree.js';
-import type { DialectContext, DialectRequest, DialectResponse, SigningKey } from '../../src/dialects/types.js';
+import type { DialectContext, DialectResponse, SigningKey } from '../../src/dialects/types.js';
 import type { Instance } from '../../src/model/instance.js';
+import { bareInstance, dialectContext, dialectRequest, NOW, PORTS, sampleInstance, SINCE } from '../helpers/fixtures.js';
 
-const NOW = Date.UTC(2024, 4, 6, 7, 8, 9, 500);
-const SINCE = Date.UTC(2024, 0, 2, 3, 4, 5);
-
-const inst: Instance = {
-  id: 'i-0a1b2c3d4e5f60718',
+const inst = sampleInstance({
   hostname: 'web-1.example.internal',
-  ports: [
-    { interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11' },
-    { interface: 'lgtap2', mac: '52:54:00:0a:00:0c', ipv4: '10.20.0.11', ipv6: 'fd00:20::11', network: 'tenant-b' },
-  ],
-  project: 'proj-alpha',
-  region: 'region-1',
-  zone: 'region-1a',
-  image: 'img-debian-12',
-  type: 'm1.small',
-  ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop', 'ssh-rsa AAAAB3NzaC1yc2E'],
-  user_data: '#cloud-config\nhostname: web-1\n',
+  ports: [PORTS[0], { ...PORTS[1], network: 'tenant-b' }],
   tags: { team: 'web', env: 'prod' },
   gce: {
     token: { access_token: 'ya29.example', expiration: '2024-05-06T08:08:09Z' },
     attributes: { 'startup-script': 'echo hi', 'user-data': '#cloud-config\nfrom: attributes\n' },
     project_attributes: { 'enable-oslogin': 'FALSE' },
   },
-};
+});
 
-const bare: Instance = {
-  id: 'i-bare',
-  hostname: 'bare',
-  ports: [{ interface: 'lgtap9', mac: '52:54:00:00:00:09', ipv4: '10.9.0.9' }],
-  project: 'p',
-  region: 'r',
-  zone: 'r-a',
-  image: 'img',
-  type: 't',
-  ssh_keys: [],
-  tags: {},
-};
+const bare = bareInstance();
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const KEY: SigningKey = { kid: 'kid-1', privateKey };
 const FLAVOR = { 'metadata-flavor': 'Google' };
 
 function ctxFor(instance: Instance, signing = true): DialectContext {
-  return {
-    instance,
-    port: instance.ports[0]!,
-    ec2: { tokens: 'optional', hop_limit: 1 },
-    tokenKey: Buffer.alloc(32),
-    since: SINCE,
-    ...(signing ? { signingKey: KEY } : {}),
-  };
+  return dialectContext(instance, { since: SINCE, ...(signing ? { signingKey: KEY } : {}) });
 }
 
 function get(path: string, query = '', headers: Record<string, string> = FLAVOR, ctx = ctxFor(inst), method = 'GET'): DialectResponse {
-  const req: DialectRequest = { method, path: `/computeMetadata/v1/${path}`, query, headers, now: NOW };
-  return gce(req, ctx);
+  return gce(dialectRequest(`/computeMetadata/v1/${path}`, { method, query, headers }), ctx);
 }
 
 t.test('paths it owns', async (t) => {
@@ -163,9 +131,9 @@ t.test('attributes: ssh-keys, user-data and custom ones (custom win)', async (t)
 
 t.test('directories: listings, alt=json, recursive JSON in camelCase with data keys verbatim', async (t) => {
   t.equal(get('').body, 'instance/\nproject/\n');
-  const root = gce({ method: 'GET', path: '/computeMetadata/', query: '', headers: FLAVOR, now: NOW }, ctxFor(inst));
+  const root = gce(dialectRequest('/computeMetadata/', { headers: FLAVOR }), ctxFor(inst));
   t.equal(root.body, 'v1/\n');
-  t.equal(gce({ method: 'GET', path: '/computeMetadata', query: '', headers: FLAVOR, now: NOW }, ctxFor(inst)).body, 'v1/\n');
+  t.equal(gce(dialectRequest('/computeMetadata', { headers: FLAVOR }), ctxFor(inst)).body, 'v1/\n');
   t.equal(get('instance').body, get('instance/').body, 'with or without the trailing slash');
   t.match(get('instance/').body, /^attributes\/\ndescription\nhostname\nid\n/);
   t.same(JSON.parse(get('instance/network-interfaces/0/', 'alt=json').body), ['ip', 'mac', 'network']);
@@ -307,7 +275,7 @@ t.test('bad input: unknown paths 404 in GCE style, bad query parameters 400', as
   t.equal(get('instance/../project/project-id').status, 404);
   t.equal(get('instance//id').status, 404);
   t.equal(get('instance/id/more').status, 404);
-  t.equal(gce({ method: 'GET', path: '/computeMetadata/v1beta1/', query: '', headers: FLAVOR, now: NOW }, ctxFor(inst)).status, 404);
+  t.equal(gce(dialectRequest('/computeMetadata/v1beta1/', { headers: FLAVOR }), ctxFor(inst)).status, 404);
   t.match(get('instance/<script>').body, /&#60;script&#62;/, 'the path is escaped in the page');
   t.equal(get('instance/id', 'recursive=maybe').status, 400);
   t.equal(get('instance/id', 'alt=xml').status, 400);

@@ -14,62 +14,31 @@ import {
 } from '../../src/dialects/openstack/index.js';
 import type { DialectContext, DialectRequest, DialectResponse } from '../../src/dialects/types.js';
 import type { Instance } from '../../src/model/instance.js';
+import { bareInstance, dialectContext, dialectRequest, PORTS, sampleInstance } from '../helpers/fixtures.js';
 
-const inst: Instance = {
-  id: 'i-0a1b2c3d4e5f60718',
-  hostname: 'web-1',
-  ports: [
-    { interface: 'lgtap1', mac: '52:54:00:0a:00:0b', ipv4: '10.10.0.11' },
-    { interface: 'lgtap2', mac: '52:54:00:0a:00:0c', ipv4: '10.20.0.11', ipv6: 'fd00:20::11', bridge: 'br0', network: 'tenant-b' },
-  ],
-  project: 'proj-alpha',
-  region: 'region-1',
-  zone: 'region-1a',
-  image: 'img-debian-12',
-  type: 'm1.small',
+const inst = sampleInstance({
+  ports: [PORTS[0], { ...PORTS[1], bridge: 'br0', network: 'tenant-b' }],
   ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop', 'ssh-rsa AAAAB3NzaC1yc2E', 'ssh-rsa BBBB alice@laptop'],
-  user_data: '#cloud-config\nhostname: web-1\n',
   tags: { env: 'prod' },
-};
-const bare: Instance = {
-  id: 'i-bare',
+});
+const bare = bareInstance({
   hostname: 'bare.example',
-  ports: [{ interface: 'lgtap9', mac: '52:54:00:00:00:09', ipv4: '10.9.0.9' }],
-  project: 'p',
-  region: 'r',
-  zone: 'r-a',
-  image: 'img',
-  type: 't',
-  ssh_keys: [],
-  tags: {},
   openstack: {
     uuid: '0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b',
     meta: { role: 'db' },
     vendor_data: { a: 1 },
     vendor_data2: { static: { b: 2 } },
   },
-};
+});
 
 function ctxFor(instance: Instance, guestData?: Record<string, string>): DialectContext {
-  return {
-    instance,
-    port: instance.ports[0]!,
-    ec2: { tokens: 'optional', hop_limit: 1 },
-    tokenKey: Buffer.alloc(32),
-    since: 0,
-    ...(guestData ? { guestData } : {}),
-  };
+  return dialectContext(instance, guestData ? { guestData } : {});
 }
-function req(path: string, o: { method?: string; query?: string; body?: string; ctx?: DialectContext } = {}): DialectResponse {
-  const r: DialectRequest = {
-    method: o.method ?? 'GET',
-    path,
-    query: o.query ?? '',
-    headers: {},
-    now: 0,
-    ...(o.body !== undefined ? { body: o.body } : {}),
-  };
-  return openstack(r, o.ctx ?? ctxFor(inst));
+function req(
+  path: string,
+  { ctx, ...o }: Partial<Pick<DialectRequest, 'method' | 'query' | 'body'>> & { ctx?: DialectContext } = {},
+): DialectResponse {
+  return openstack(dialectRequest(path, { now: 0, ...o }), ctx ?? ctxFor(inst));
 }
 const json = (r: DialectResponse): Record<string, unknown> => JSON.parse(r.body) as Record<string, unknown>;
 

@@ -9,6 +9,7 @@
  * RenderEnv, evaluated per request.
  */
 import type { Instance, PortSpec } from '../../model/instance.js';
+import { keyName, perInstance } from '../common.js';
 import { instanceProfileId, interfaceId, isoSeconds, reservationId } from './ids.js';
 import { VERSIONS } from './versions.js';
 
@@ -70,11 +71,7 @@ function dir(entries: readonly Entry[], listing?: string): Dir {
   return { kind: 'dir', children, listing: listing ?? lines.join('\n') };
 }
 
-/** `ssh-ed25519 AAAA... alice@laptop` → `alice@laptop`; no comment → `key-<n>`. */
-export function keyName(key: string, index: number): string {
-  const comment = key.trim().split(/\s+/).slice(2).join(' ');
-  return comment !== '' ? comment : `key-${index}`;
-}
+export { keyName };
 
 function publicKeys(keys: readonly string[]): Dir | undefined {
   if (keys.length === 0) return undefined;
@@ -221,20 +218,8 @@ export function buildTree(inst: Instance): Dir {
   );
 }
 
-const cache = new WeakMap<Instance, Dir>();
-
-/**
- * The tree of `inst`, built on first use. Keyed on the instance object: the model is immutable,
- * so a changed instance is a new object and gets a new tree (the old one goes with the old object).
- */
-export function treeFor(inst: Instance): Dir {
-  let tree = cache.get(inst);
-  if (tree === undefined) {
-    tree = buildTree(inst);
-    cache.set(inst, tree);
-  }
-  return tree;
-}
+/** The tree of `inst`, built on first use, once per (immutable) instance object. */
+export const treeFor: (inst: Instance) => Dir = perInstance(buildTree);
 
 /**
  * The node at `path`, or undefined. Any node answers with or without one trailing '/' (EC2 does:

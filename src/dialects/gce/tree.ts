@@ -4,6 +4,7 @@
  * except attribute names and service-account names, which are data and stay verbatim).
  */
 import type { Instance, PortSpec } from '../../model/instance.js';
+import { perInstance } from '../common.js';
 import { DEFAULT_SCOPES, DEFAULT_SSH_USER, instanceName, instanceNumericId, projectNumber, serviceAccountEmail } from './ids.js';
 
 /** A node of the tree. */
@@ -105,17 +106,8 @@ export function buildTree(inst: Instance): Dir {
   return dir([['v1', v1]]);
 }
 
-const cache = new WeakMap<Instance, Dir>();
-
 /** The tree of `inst`, built once per (immutable) instance object. */
-export function treeFor(inst: Instance): Dir {
-  let t = cache.get(inst);
-  if (t === undefined) {
-    t = buildTree(inst);
-    cache.set(inst, t);
-  }
-  return t;
-}
+export const treeFor: (inst: Instance) => Dir = perInstance(buildTree);
 
 /**
  * The node at `segments` under the root (`computeMetadata/`), or undefined. Empty segments
