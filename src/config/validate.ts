@@ -205,39 +205,51 @@ export function validateInstance(raw: unknown, path = '', opts: { listenIpv4?: s
  */
 export function checkInstanceSet(instances: readonly Instance[], pathOf: (i: number) => string = (i) => `instances[${i}]`): Problem[] {
   const problems: Problem[] = [];
-  const seen = new Map<string, { i: number; path: string }>();
-  /** The earlier claimant of `key`, or undefined (and `key` is now claimed). */
-  const claim = (key: string, i: number, path: string): { i: number; path: string } | undefined => {
+  // Claims remember (instance, port) indices; paths are spelled only for a problem (at 100,000
+  // instances, building every path up front cost more than the checks themselves).
+  const seen = new Map<string, number>();
+  const PORTS = 2 ** 21;
+  const pathAt = (code: number): string => {
+    const i = Math.floor(code / PORTS);
+    const k = code % PORTS;
+    return k === 0 ? pathOf(i) : join(join(pathOf(i), 'ports'), k - 1);
+  };
+  /** The earlier claimant of `key` (as { i, path }), or undefined (and `key` is now claimed by `code`). */
+  const claim = (key: string, code: number): { i: number; path: string } | undefined => {
     const prev = seen.get(key);
-    if (!prev) seen.set(key, { i, path });
-    return prev;
+    if (prev === undefined) {
+      seen.set(key, code);
+      return undefined;
+    }
+    return { i: Math.floor(prev / PORTS), path: pathAt(prev) };
   };
   const add = (path: string, message: string): void => void problems.push({ path, message });
 
   instances.forEach((inst, i) => {
-    const ip = pathOf(i);
-    const dupId = claim(`id ${inst.id}`, i, ip);
-    if (dupId) add(join(ip, 'id'), `duplicate id ${q(inst.id)}: ${dupId.path} has it too`);
+    const dupId = claim(`id ${inst.id}`, i * PORTS);
+    if (dupId) add(join(pathOf(i), 'id'), `duplicate id ${q(inst.id)}: ${dupId.path} has it too`);
 
     inst.ports.forEach((p, k) => {
-      const pp = join(join(ip, 'ports'), k);
-      const triple = claim(`triple ${p.interface} ${p.mac} ${p.ipv4}`, i, pp);
-      if (triple) return add(pp, `the same (interface, mac, ipv4) as ${triple.path}: ${p.interface}, ${p.mac}, ${p.ipv4}`);
+      const code = i * PORTS + k + 1;
+      const triple = claim(`triple ${p.interface} ${p.mac} ${p.ipv4}`, code);
+      if (triple) return add(pathAt(code), `the same (interface, mac, ipv4) as ${triple.path}: ${p.interface}, ${p.mac}, ${p.ipv4}`);
 
-      const nic = claim(`nic ${p.interface} ${p.mac}`, i, pp);
+      const nic = claim(`nic ${p.interface} ${p.mac}`, code);
       if (nic && nic.i !== i)
         add(
-          join(pp, 'mac'),
+          join(pathAt(code), 'mac'),
           `interface ${p.interface} with MAC ${p.mac} is already claimed by ${nic.path}; one NIC cannot belong to two instances`,
         );
 
-      const where = p.network === undefined ? 'the default network (no `network` set)' : `network ${q(p.network)}`;
-      const hint = 'if these guests are on separate tenant networks, set `network` on their ports to tell the networks apart';
       for (const family of ['ipv4', 'ipv6'] as const) {
         const addr = p[family];
         if (addr === undefined) continue;
-        const dup = claim(`${family} ${p.network ?? ''} ${addr}`, i, pp);
-        if (dup) add(join(pp, family), `${addr} is already used by ${dup.path} in ${where}; ${hint}`);
+        const dup = claim(`${family} ${p.network ?? ''} ${addr}`, code);
+        if (dup) {
+          const where = p.network === undefined ? 'the default network (no `network` set)' : `network ${q(p.network)}`;
+          const hint = 'if these guests are on separate tenant networks, set `network` on their ports to tell the networks apart';
+          add(join(pathAt(code), family), `${addr} is already used by ${dup.path} in ${where}; ${hint}`);
+        }
       }
     });
   });

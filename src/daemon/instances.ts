@@ -182,10 +182,15 @@ export class Instances {
         });
       }
     });
-    const file = fileInstances.filter((i) => !apiIds.has(i.id));
+    // Indices into the file, of the instances the API does not hold (a map, not indexOf: O(n), not O(n²)).
+    const fileAt: number[] = [];
+    fileInstances.forEach((inst, i) => {
+      if (!apiIds.has(inst.id)) fileAt.push(i);
+    });
+    const file = fileAt.map((i) => fileInstances[i] as Instance);
     // API instances go first: a file instance claiming one of their ports is the later claimant.
     const set = checkInstanceSet([...api, ...file], (k) =>
-      k < api.length ? `admin API instance ${api[k]?.id ?? '?'}` : `instances[${fileInstances.indexOf(file[k - api.length] as Instance)}]`,
+      k < api.length ? `admin API instance ${api[k]?.id ?? '?'}` : `instances[${fileAt[k - api.length] ?? '?'}]`,
     );
     return [...problems, ...set];
   }

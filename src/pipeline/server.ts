@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import { DateHeader, leanHead, parseLean, unsafeHeaderValue, type LeanRequest } from './lean.js';
 import type { DialectContext, DialectRequest, DialectResponse, SigningKey } from '../dialects/types.js';
 import type { Registry, Bound, RegistryChange } from '../identity/registry.js';
 import { ec2OptionsFor, type Config } from '../model/instance.js';
@@ -70,7 +71,48 @@ const text = (status: number, body: string, extra: Record<string, string> = {}):
   body,
 });
 
-export function createPipeline(opts: PipelineOptions): { server: http.Server; stats: PipelineStats; longPolls: LongPolls } {
+/** Where one response goes: Node's ServerResponse (general path) or the socket itself (lean path). */
+interface Sink {
+  readonly method: string;
+  /** Sends `out`; `close` forces `Connection: close`. */
+  send(out: DialectResponse, close: boolean): void;
+  /** True once answered or once the client is gone. */
+  finished(): boolean;
+  /** Calls `cb` when the client goes away (or the response is done). */
+  onClose(cb: () => void): void;
+}
+
+/** A connection on the lean path (lean.ts): answered here until a request needs the general parser. */
+interface LeanConn {
+  readonly socket: Socket;
+  readonly ident: ConnIdentity;
+  /** Last activity (ms): for the header and keep-alive timeouts. */
+  at: number;
+  /** A request was answered on it (idle: keep-alive timeout) or not yet (header timeout). */
+  served: boolean;
+  /** A request is being answered (a long poll is held, or a write is pending). */
+  busy: boolean;
+  /** The client half-closed: close once the current response is out. */
+  ended: boolean;
+  /** Bytes that arrived while a request was being answered: the general path takes them after the answer. */
+  queued: Buffer[] | undefined;
+  /** Hands the connection to Node's http server with `chunk` as its first bytes. */
+  toGeneral(chunk: Buffer): void;
+}
+
+export interface Pipeline {
+  readonly server: http.Server;
+  readonly stats: PipelineStats;
+  readonly longPolls: LongPolls;
+  /** Closes idle connections, the lean path's included (server.closeIdleConnections covers only the general path). */
+  closeIdle(): void;
+  /** Closes every connection. */
+  closeAll(): void;
+  /** Connections open now on the lean path. */
+  leanConnections(): number;
+}
+
+export function createPipeline(opts: PipelineOptions): Pipeline {
   const { registry, sockopts, log } = opts;
   const limits = opts.config.limits;
   const stats: PipelineStats = {
@@ -103,6 +145,18 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
   });
   server.maxHeadersCount = 100;
 
+  // Node's own connection listener (the general HTTP parser) runs only for connections the lean
+  // path hands over: every connection starts lean (see lean.ts).
+  const general = server.listeners('connection');
+  if (general.length !== 1) throw new Error('unexpected http.Server connection listeners');
+  const httpConnection = general[0] as (socket: Socket) => void;
+  server.removeListener('connection', httpConnection);
+
+  const dateHeader = new DateHeader();
+  const keepAliveS = limits.keepalive_timeout_ms > 0 ? Math.floor(limits.keepalive_timeout_ms / 1000) : undefined;
+  const leanConns = new Set<LeanConn>();
+  let sweeper: NodeJS.Timeout | undefined;
+
   server.on('connection', (socket: Socket) => {
     stats.connections++;
     const fd = fdOf(socket);
@@ -114,9 +168,180 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
     }
     const bound = registry.byMark(mark);
     if (!bound) stats.refusedConnections++;
-    identities.set(socket, { fd, mark, key: bound?.key });
-    socket.setNoDelay(true);
+    const ident: ConnIdentity = { fd, mark, key: bound?.key };
+    identities.set(socket, ident);
+    startLean(socket, ident);
   });
+
+  function startLean(socket: Socket, ident: ConnIdentity): void {
+    const onData = (chunk: Buffer): void => {
+      if (conn.busy) {
+        // A request behind one still being answered (a held long poll): kept for the general path.
+        (conn.queued ??= []).push(chunk);
+        return;
+      }
+      conn.at = Date.now();
+      const lreq = parseLean(chunk.toString('latin1'), limits.max_header_bytes);
+      if (lreq === undefined || !leanRequest(conn, lreq, conn.at)) toGeneral(chunk);
+    };
+    const onEnd = (): void => {
+      conn.ended = true;
+      if (!conn.busy && !socket.writableEnded) socket.end();
+    };
+    const onError = (): void => void socket.destroy();
+    const onClose = (): void => void leanConns.delete(conn);
+    const toGeneral = (chunk: Buffer): void => {
+      socket.removeListener('data', onData);
+      socket.removeListener('end', onEnd);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      leanConns.delete(conn);
+      socket.setNoDelay(true);
+      httpConnection.call(server, socket);
+      // The bytes already read go to the general parser first, before anything read later.
+      socket.emit('data', chunk);
+    };
+    const conn: LeanConn = { socket, ident, at: Date.now(), served: false, busy: false, ended: false, queued: undefined, toGeneral };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    leanConns.add(conn);
+    sweeper ??= setInterval(sweep, sweepEvery).unref();
+  }
+
+  // Timeouts of lean connections, checked in one sweep rather than a timer per socket: nothing
+  // received within header_timeout_ms of accepting: 408 (as the general path); idle for
+  // keepalive_timeout_ms after a response: closed.
+  const sweepEvery = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.header_timeout_ms, limits.keepalive_timeout_ms) / 4)));
+  function sweep(): void {
+    if (leanConns.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+      return;
+    }
+    const now = Date.now();
+    for (const c of leanConns) {
+      if (c.busy) continue;
+      if (!c.served && limits.header_timeout_ms > 0 && now - c.at >= limits.header_timeout_ms) {
+        stats.badRequests++;
+        leanConns.delete(c);
+        const body = 'Request Timeout\n';
+        c.socket.end(
+          `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      } else if (c.served && limits.keepalive_timeout_ms > 0 && now - c.at >= limits.keepalive_timeout_ms) {
+        leanConns.delete(c);
+        c.socket.destroy();
+      }
+    }
+  }
+
+  /**
+   * Answers a lean request; false (nothing done, nothing counted) when it needs the general path:
+   * an instance answered by the upstream backend.
+   */
+  function leanRequest(conn: LeanConn, lreq: LeanRequest, now: number): boolean {
+    const { ident } = conn;
+    const bound = ident.key !== undefined ? registry.byMark(ident.mark) : undefined;
+    if (bound !== undefined && bound.key === ident.key && proxy.takes(bound.instance)) return false;
+    stats.requests++;
+    const sink = leanSink(conn, lreq);
+    if (!bound || bound.key !== ident.key) {
+      stats.forbidden++;
+      sink.send(text(403, 'Forbidden\n'), true);
+      return true;
+    }
+    const dreq: DialectRequest = { method: lreq.method, path: lreq.path, query: lreq.query, headers: lreq.headers, now };
+    const dialect = admit(sink, dreq, bound);
+    if (dialect !== undefined) answer(sink, dreq, dialect, ident);
+    // Held (a long poll): what arrives meanwhile waits in `queued` (leanSink's send hands it on).
+    if (!sink.finished()) conn.busy = true;
+    return true;
+  }
+
+  /** Bytes that came in while a response was pending go, in order, to the general path. */
+  function flushQueued(conn: LeanConn): void {
+    const q = conn.queued;
+    if (q === undefined || conn.socket.destroyed) return;
+    conn.queued = undefined;
+    conn.toGeneral(q.length === 1 ? (q[0] as Buffer) : Buffer.concat(q));
+  }
+
+  function leanSink(conn: LeanConn, lreq: LeanRequest): Sink {
+    const { socket, ident } = conn;
+    let done = false;
+    return {
+      method: lreq.method,
+      finished: () => done || socket.destroyed,
+      onClose: (cb) => void socket.once('close', cb),
+      send(out: DialectResponse, forced: boolean): void {
+        if (done || socket.destroyed) return;
+        done = true;
+        const close = forced || lreq.close;
+        const body = out.body;
+        let head: string;
+        try {
+          for (const name in out.headers) if (unsafeHeaderValue(out.headers[name] ?? '')) throw new Error(`header ${name}`);
+          head = leanHead({
+            status: out.status,
+            headers: out.headers,
+            contentLength: Buffer.byteLength(body, 'utf8'),
+            date: dateHeader.at(Date.now()),
+            close,
+            forced,
+            keepAliveS,
+          });
+        } catch (err) {
+          log.error({ err: String(err) }, 'cannot send a response');
+          socket.destroy();
+          return;
+        }
+        const payload = lreq.method === 'HEAD' ? head : head + body;
+        conn.served = true;
+        conn.at = Date.now();
+        let restoreTtl: (() => void) | undefined;
+        if (out.ipTtl !== undefined && ident.fd >= 0) {
+          // This response alone leaves with the hop limit; later ones on the connection do not.
+          try {
+            const before = sockopts.getIpTtl(ident.fd);
+            sockopts.setIpTtl(ident.fd, out.ipTtl);
+            restoreTtl = () => {
+              try {
+                if (!socket.destroyed) sockopts.setIpTtl(ident.fd, before);
+              } catch {
+                /* the connection is gone */
+              }
+            };
+          } catch (err) {
+            log.warn({ err: String(err) }, 'cannot set IP_TTL');
+          }
+        }
+        if (close || conn.ended) {
+          leanConns.delete(conn);
+          socket.write(payload, restoreTtl === undefined ? undefined : () => restoreTtl?.());
+          // Written out at once (the usual case): close now, the kernel sends the FIN after the data
+          // (nothing unread is left: the request was all there was). Otherwise end after the write.
+          if (socket.writableLength === 0 && restoreTtl === undefined) socket.destroy();
+          else socket.end();
+          return;
+        }
+        if (restoreTtl !== undefined) {
+          conn.busy = true;
+          socket.write(payload, () => {
+            restoreTtl?.();
+            conn.busy = false;
+            if (conn.ended && !socket.writableEnded) socket.end();
+            else flushQueued(conn);
+          });
+        } else {
+          conn.busy = false;
+          socket.write(payload);
+          flushQueued(conn);
+        }
+      },
+    };
+  }
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     stats.badRequests++;
@@ -137,16 +362,17 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     stats.requests++;
     const ident = identities.get(req.socket);
+    const sink = httpSink(req, res, ident?.fd);
     const bound: Bound | undefined = ident?.key !== undefined ? registry.byMark(ident.mark) : undefined;
     if (!ident || !bound || bound.key !== ident.key) {
       stats.forbidden++;
-      send(req, res, text(403, 'Forbidden\n'), undefined, true);
+      sink.send(text(403, 'Forbidden\n'), true);
       return;
     }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (!Number.isFinite(declared) || declared > MAX_BODY) {
       stats.badRequests++;
-      send(req, res, text(413, 'Payload Too Large\n'), undefined, true);
+      sink.send(text(413, 'Payload Too Large\n'), true);
       return;
     }
     let dreq: DialectRequest;
@@ -154,15 +380,15 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
       dreq = toDialectRequest(req);
     } catch {
       stats.badRequests++;
-      send(req, res, text(400, 'Bad Request\n'), undefined, false);
+      sink.send(text(400, 'Bad Request\n'), false);
       return;
     }
-    const dialect = dialectFor(dreq.path);
     // ---- upstream backend: proxied instead of rendered (proxy.ts); the dialect only names the rate limit ----
     if (proxy.takes(bound.instance)) {
+      const dialect = dialectFor(dreq.path);
       if (dialect && !limiter.take(dialect.name, bound.instance.id, limits.rate_per_s?.[dialect.name] ?? 0, dreq.now)) {
         stats.rateLimited++;
-        send(req, res, refusal(dialect, 429), ident.fd, false);
+        sink.send(refusal(dialect, 429), false);
         return;
       }
       const stillBound = (): boolean => registry.byMark(ident.mark)?.key === ident.key;
@@ -170,31 +396,47 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
       return;
     }
     // ---- end upstream ----
-    if (!dialect) {
-      send(req, res, text(404, 'Not Found\n'), ident.fd, false);
-      return;
-    }
-    const rate = limits.rate_per_s?.[dialect.name] ?? 0;
-    if (!limiter.take(dialect.name, bound.instance.id, rate, dreq.now)) {
-      stats.rateLimited++;
-      send(req, res, refusal(dialect, 429), ident.fd, false);
-      return;
-    }
+    const dialect = admit(sink, dreq, bound);
+    if (dialect === undefined) return;
     const hasBody = req.headers['transfer-encoding'] !== undefined || declared > 0;
     if (!hasBody) {
-      answer(req, res, dreq, dialect, ident);
+      answer(sink, dreq, dialect, ident);
       return;
     }
     readBody(req, MAX_BODY).then(
       (body) => {
         if (body === undefined) {
           stats.badRequests++;
-          send(req, res, text(413, 'Payload Too Large\n'), undefined, true);
-        } else answer(req, res, { ...dreq, body }, dialect, ident);
+          sink.send(text(413, 'Payload Too Large\n'), true);
+        } else answer(sink, { ...dreq, body }, dialect, ident);
       },
       () => req.socket.destroy(),
     );
   });
+
+  /** The dialect that answers `dreq` for `bound`, after the rate limit; undefined when refused (404, 429: sent). */
+  function admit(sink: Sink, dreq: DialectRequest, bound: Bound): DialectEntry | undefined {
+    const dialect = dialectFor(dreq.path);
+    if (!dialect) {
+      sink.send(text(404, 'Not Found\n'), false);
+      return undefined;
+    }
+    if (!limiter.take(dialect.name, bound.instance.id, limits.rate_per_s?.[dialect.name] ?? 0, dreq.now)) {
+      stats.rateLimited++;
+      sink.send(refusal(dialect, 429), false);
+      return undefined;
+    }
+    return dialect;
+  }
+
+  function httpSink(req: http.IncomingMessage, res: http.ServerResponse, fd: number | undefined): Sink {
+    return {
+      method: req.method ?? 'GET',
+      finished: () => res.writableEnded || req.socket.destroyed,
+      onClose: (cb) => void res.once('close', cb),
+      send: (out, close) => send(req, res, out, fd, close),
+    };
+  }
 
   function ctxFor(b: Bound): DialectContext {
     const guest = guestData.get(b.instance.id);
@@ -226,16 +468,10 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
     }
   }
 
-  function answer(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    dreq: DialectRequest,
-    dialect: DialectEntry,
-    ident: ConnIdentity,
-  ): void {
+  function answer(sink: Sink, dreq: DialectRequest, dialect: DialectEntry, ident: ConnIdentity): void {
     const out = render(dreq, dialect, ident);
     if (out.wait === undefined) {
-      send(req, res, out, ident.fd, false);
+      sink.send(out, false);
       return;
     }
     // A long poll: held until the instance changes or the wait times out (longpoll.ts).
@@ -246,17 +482,17 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
         etag: out.wait.etag,
         rerender: () => render({ ...dreq, now: Date.now() }, dialect, ident),
         finish: (r) => {
-          if (!res.writableEnded && !req.socket.destroyed) send(req, res, r, ident.fd, false);
+          if (!sink.finished()) sink.send(r, false);
         },
       },
       out.wait.timeoutMs,
     );
     if (!held.ok) {
       stats.heldRefused++;
-      send(req, res, refusal(dialect, 503), ident.fd, false);
+      sink.send(refusal(dialect, 503), false);
       return;
     }
-    res.once('close', held.cancel);
+    sink.onClose(held.cancel);
   }
 
   function send(req: http.IncomingMessage, res: http.ServerResponse, out: DialectResponse, fd: number | undefined, close: boolean): void {
@@ -283,7 +519,29 @@ export function createPipeline(opts: PipelineOptions): { server: http.Server; st
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  return { server, stats, longPolls };
+  function closeLean(all: boolean): void {
+    for (const c of [...leanConns]) {
+      if (all || !c.busy) {
+        leanConns.delete(c);
+        c.socket.destroy();
+      }
+    }
+  }
+
+  return {
+    server,
+    stats,
+    longPolls,
+    closeIdle: () => {
+      server.closeIdleConnections();
+      closeLean(false);
+    },
+    closeAll: () => {
+      server.closeAllConnections();
+      closeLean(true);
+    },
+    leanConnections: () => leanConns.size,
+  };
 }
 
 function refusal(dialect: DialectEntry, status: 429 | 503): DialectResponse {
