@@ -12,6 +12,8 @@ import type { ApiResult, Instances } from './instances.js';
 
 /** Largest admin request body, bytes. */
 export const MAX_ADMIN_BODY = 1024 * 1024;
+/** The most an oversized body is read (and discarded) before the connection is cut. */
+const DRAIN_LIMIT = 8 * MAX_ADMIN_BODY;
 
 export interface AdminDeps {
   readonly registry: Registry;
@@ -103,30 +105,32 @@ function writeHandler(
     req.resume();
     return reply(instances.delete(id));
   }
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (!Number.isFinite(declared) || declared > MAX_ADMIN_BODY) {
+  // An oversized body is read to its end (up to DRAIN_LIMIT, discarded) before the 413, so that the
+  // client, still writing, reads the answer instead of a reset; beyond that the socket is cut.
+  const tooLarge = (): void => {
     res.setHeader('Connection', 'close');
     json(res, 413, { error: `body larger than ${MAX_ADMIN_BODY} bytes` });
+  };
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (!Number.isFinite(declared) || declared > DRAIN_LIMIT) {
+    tooLarge();
     req.destroy();
     return;
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  let over = false;
+  let over = declared > MAX_ADMIN_BODY;
   req.on('data', (c: Buffer) => {
     size += c.length;
-    if (size > MAX_ADMIN_BODY) {
-      if (!over) {
-        over = true;
-        res.setHeader('Connection', 'close');
-        json(res, 413, { error: `body larger than ${MAX_ADMIN_BODY} bytes` });
-        req.destroy();
-      }
-    } else chunks.push(c);
+    if (size > DRAIN_LIMIT) {
+      tooLarge();
+      req.destroy();
+    } else if (size > MAX_ADMIN_BODY) over = true;
+    else chunks.push(c);
   });
   req.once('error', () => undefined);
   req.once('end', () => {
-    if (over) return;
+    if (over) return tooLarge();
     let body: unknown;
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
