@@ -300,23 +300,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         const payload = lreq.method === 'HEAD' ? head : head + body;
         conn.served = true;
         conn.at = Date.now();
-        let restoreTtl: (() => void) | undefined;
-        if (out.ipTtl !== undefined && ident.fd >= 0) {
-          // This response alone leaves with the hop limit; later ones on the connection do not.
-          try {
-            const before = sockopts.getIpTtl(ident.fd);
-            sockopts.setIpTtl(ident.fd, out.ipTtl);
-            restoreTtl = () => {
-              try {
-                if (!socket.destroyed) sockopts.setIpTtl(ident.fd, before);
-              } catch {
-                /* the connection is gone */
-              }
-            };
-          } catch (err) {
-            log.warn({ err: String(err) }, 'cannot set IP_TTL');
-          }
-        }
+        const restoreTtl = hopLimit(out, ident.fd, socket);
         if (close || conn.ended) {
           leanConns.delete(conn);
           socket.write(payload, restoreTtl === undefined ? undefined : () => restoreTtl?.());
@@ -495,23 +479,32 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     sink.onClose(held.cancel);
   }
 
-  function send(req: http.IncomingMessage, res: http.ServerResponse, out: DialectResponse, fd: number | undefined, close: boolean): void {
-    if (out.ipTtl !== undefined && fd !== undefined && fd >= 0) {
-      // This response alone leaves with the hop limit; later ones on the connection do not.
-      try {
-        const before = sockopts.getIpTtl(fd);
-        sockopts.setIpTtl(fd, out.ipTtl);
-        res.once('finish', () => {
-          try {
-            if (!req.socket.destroyed) sockopts.setIpTtl(fd, before);
-          } catch {
-            /* the connection is gone */
-          }
-        });
-      } catch (err) {
-        log.warn({ err: String(err) }, 'cannot set IP_TTL');
-      }
+  /**
+   * Sets the response's hop limit (IP TTL) on the socket when it asks for one; returns what puts
+   * the previous value back once the response is written: this response alone leaves with the
+   * hop limit, later ones on the connection do not.
+   */
+  function hopLimit(out: DialectResponse, fd: number | undefined, socket: Socket): (() => void) | undefined {
+    if (out.ipTtl === undefined || fd === undefined || fd < 0) return undefined;
+    try {
+      const before = sockopts.getIpTtl(fd);
+      sockopts.setIpTtl(fd, out.ipTtl);
+      return () => {
+        try {
+          if (!socket.destroyed) sockopts.setIpTtl(fd, before);
+        } catch {
+          /* the connection is gone */
+        }
+      };
+    } catch (err) {
+      log.warn({ err: String(err) }, 'cannot set IP_TTL');
+      return undefined;
     }
+  }
+
+  function send(req: http.IncomingMessage, res: http.ServerResponse, out: DialectResponse, fd: number | undefined, close: boolean): void {
+    const restoreTtl = hopLimit(out, fd, req.socket);
+    if (restoreTtl !== undefined) res.once('finish', restoreTtl);
     const body = Buffer.from(out.body, 'utf8');
     const headers: Record<string, string | number> = { ...out.headers, 'Content-Length': body.length };
     if (close) headers.Connection = 'close';
