@@ -14,10 +14,7 @@ interface Running {
   readonly signature: string;
 }
 
-async function arpIgnored(ifname: string): Promise<boolean> {
-  const read = (dev: string): Promise<number> => readSysctl(['net', 'ipv4', 'conf', dev, 'arp_ignore']).then(Number, () => 0);
-  return Math.max(await read('all'), await read(ifname)) > 0;
-}
+const arpIgnore = (dev: string): Promise<number> => readSysctl(['net', 'ipv4', 'conf', dev, 'arp_ignore']).then(Number, () => 0);
 
 export class Responders {
   private readonly running = new Map<string, Running>();
@@ -30,11 +27,13 @@ export class Responders {
     const byPort = new Map<string, ServedBinding[]>();
     for (const s of served) byPort.set(s.binding.ifname, [...(byPort.get(s.binding.ifname) ?? []), s]);
     const wanted = new Map<string, { ipv4: boolean; ipv6: boolean; mac: string; macs: Set<string> }>();
+    // The kernel uses max(all, interface) for arp_ignore: `all` is read once per update.
+    const all = await arpIgnore('all');
     for (const [ifname, list] of byPort) {
       const first = list[0];
       if (!first) continue;
       const ipv6 = this.opts.ipv6 !== false && list.some((s) => s.binding.ipv6 !== undefined);
-      const ipv4 = await arpIgnored(first.bridge ?? ifname);
+      const ipv4 = Math.max(all, await arpIgnore(first.bridge ?? ifname)) > 0;
       if (ipv4 || ipv6) wanted.set(ifname, { ipv4, ipv6, mac: first.answerMac, macs: new Set(list.map((s) => s.binding.mac)) });
     }
     for (const [ifname, r] of this.running) {
