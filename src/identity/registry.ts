@@ -25,6 +25,8 @@ export interface RegistryChange {
   readonly added: readonly string[];
   readonly removed: readonly string[];
   readonly changed: readonly string[];
+  /** Marks that named a binding before this change and no longer do (port removed, instance removed): a connection accepted under one of them must not be served as whatever takes the mark next. */
+  readonly unbound: readonly number[];
 }
 
 interface Record_ {
@@ -44,6 +46,8 @@ export class Registry extends EventEmitter {
   private readonly networks = new Map<string, number>([['', 0]]);
   private readonly slots = new Set<number>();
   private cursor = 0;
+  /** Marks unbound since the last 'change' event (RegistryChange.unbound). */
+  private unboundMarks: number[] = [];
 
   constructor(private readonly clock: () => number = Date.now) {
     super();
@@ -104,7 +108,7 @@ export class Registry extends EventEmitter {
       else added.push(inst.id);
       this.set(inst);
     }
-    const change = { added, removed, changed };
+    const change = { added, removed, changed, unbound: this.takeUnbound() };
     if (added.length || removed.length || changed.length) this.emit('change', change);
     return change;
   }
@@ -122,7 +126,10 @@ export class Registry extends EventEmitter {
     }
     const existed = this.byId.has(instance.id);
     this.set(instance);
-    const change = existed ? { added: [], removed: [], changed: [instance.id] } : { added: [instance.id], removed: [], changed: [] };
+    const unbound = this.takeUnbound();
+    const change = existed
+      ? { added: [], removed: [], changed: [instance.id], unbound }
+      : { added: [instance.id], removed: [], changed: [], unbound };
     this.emit('change', change);
     return change;
   }
@@ -130,8 +137,14 @@ export class Registry extends EventEmitter {
   delete(id: string): boolean {
     if (!this.byId.has(id)) return false;
     this.drop(id);
-    this.emit('change', { added: [], removed: [id], changed: [] });
+    this.emit('change', { added: [], removed: [id], changed: [], unbound: this.takeUnbound() });
     return true;
+  }
+
+  private takeUnbound(): number[] {
+    const marks = this.unboundMarks;
+    this.unboundMarks = [];
+    return marks;
   }
 
   private set(instance: Instance): void {
@@ -163,6 +176,7 @@ export class Registry extends EventEmitter {
     if (!b) return;
     this.byKey.delete(key);
     this.byMark_.delete(b.mark);
+    this.unboundMarks.push(b.mark);
     const slot = parseMark(b.mark)?.slot;
     if (slot !== undefined) this.slots.delete(slot);
   }

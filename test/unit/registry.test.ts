@@ -67,9 +67,9 @@ t.test('replacing keeps marks; deleting frees them; no prompt reuse', async (t) 
   const markA = reg.byTriple('tap1', '52:54:00:00:00:01', '10.0.0.1')!.mark;
   const A2 = { ...A, hostname: 'renamed' };
   const ch = reg.replaceAll([A2, B]);
-  t.same(ch, { added: [], removed: [], changed: ['i-a'] });
+  t.same(ch, { added: [], removed: [], changed: ['i-a'], unbound: [] });
   t.equal(reg.byMark(markA)?.instance.hostname, 'renamed', 'same triple keeps its mark');
-  t.same(reg.replaceAll([A2, B]), { added: [], removed: [], changed: [] }, 'identical objects: no change');
+  t.same(reg.replaceAll([A2, B]), { added: [], removed: [], changed: [], unbound: [] }, 'identical objects: no change');
   t.equal(changes.length, 2);
   t.ok(reg.delete('i-a'));
   t.notOk(reg.delete('i-a'));
@@ -124,4 +124,18 @@ t.test('100,000 instances: O(1) lookups', async (t) => {
   const b = reg.byTriple('tap77777', '52:54:00:00:00:01', '10.1.47.209');
   t.equal(b?.instance.id, 'i-77777');
   t.equal(reg.byMark(b!.mark)?.instance.id, 'i-77777');
+});
+
+t.test('change.unbound names the marks that stopped naming a binding', (t) => {
+  const reg = new Registry(() => 1);
+  reg.replaceAll([A, B]);
+  const markA = reg.byTriple(A.ports[0]!.interface, A.ports[0]!.mac, A.ports[0]!.ipv4)?.mark;
+  t.ok(markA !== undefined);
+  const seen: number[][] = [];
+  reg.on('change', (c: { unbound: number[] }) => seen.push(c.unbound));
+  reg.put({ ...A, hostname: 'renamed' });
+  t.same(seen.pop(), [], 'same ports: nothing unbound');
+  t.ok(reg.delete(A.id));
+  t.same(seen.pop(), [markA], 'deleted: its mark');
+  t.end();
 });
