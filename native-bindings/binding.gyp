@@ -3,7 +3,8 @@
     {
       "target_name": "linkgate_native",
       "sources": [
-        "src/sockopt.cc"
+        "src/sockopt.cc",
+        "src/fastpath.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

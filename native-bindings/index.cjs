@@ -1,5 +1,5 @@
 'use strict';
-// Loader for the linkgate_native N-API addon (SO_MARK, IP_TTL).
+// Loader for the linkgate_native N-API addon (SO_MARK, IP_TTL, listeners, the native serving loop).
 // Built by `npm run build:native` (or scripts/bootstrap.sh) into build/Release/.
 const path = require('node:path');
 const fs = require('node:fs');
@@ -25,4 +25,6 @@ module.exports = {
   setIpTtl: native.setIpTtl,
   getIpTtl: native.getIpTtl,
   listenTcp: native.listenTcp,
+  FastPath: native.FastPath,
+  parseFastPath: native.parseFastPath,
 };

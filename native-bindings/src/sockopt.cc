@@ -22,6 +22,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+namespace linkgate {
+Napi::Function DefineFastPath(Napi::Env env);
+Napi::Value ParseFastPath(const Napi::CallbackInfo& info);
+}  // namespace linkgate
+
 namespace {
 
 const char* ErrnoName(int err) {
@@ -213,6 +218,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIpTtl", Napi::Function::New(env, SetIpTtl, "setIpTtl"));
   exports.Set("getIpTtl", Napi::Function::New(env, GetIpTtl, "getIpTtl"));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
+  exports.Set("FastPath", linkgate::DefineFastPath(env));
+  exports.Set("parseFastPath", Napi::Function::New(env, linkgate::ParseFastPath, "parseFastPath"));
   return exports;
 }
 

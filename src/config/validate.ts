@@ -265,6 +265,7 @@ const listenIpv4 = fmt((s) => {
 });
 
 /** `false` turns IPv6 metadata off. */
+const flag: Check<boolean> = (v, path, out) => (typeof v === 'boolean' ? v : wrongType(out, path, 'true or false', v));
 const listenIpv6: Check<string | false> = (v, path, out) => (v === false ? false : fmt(checkGuestIPv6)(v, path, out));
 
 const upstream = object({
@@ -285,7 +286,12 @@ function topSpec(defaultHost: string) {
   const host = fmt(checkHostname);
   return {
     listen: orEmpty(
-      object({ ipv4: def(listenIpv4, DEFAULT_LISTEN_IPV4), ipv6: def(listenIpv6, DEFAULT_LISTEN_IPV6), port: def(int(1, 65_535), 80) }),
+      object({
+        ipv4: def(listenIpv4, DEFAULT_LISTEN_IPV4),
+        ipv6: def(listenIpv6, DEFAULT_LISTEN_IPV6),
+        port: def(int(1, 65_535), 80),
+        fast_path: def(flag, true),
+      }),
     ),
     admin: orEmpty(object({ socket: def(absPath(107), '/run/linkgate/admin.sock') })),
     host: ((v, path, out) => {

@@ -16,6 +16,7 @@ import { Registry } from '../identity/registry.js';
 import type { Config } from '../model/instance.js';
 import type { Logger } from '../model/log.js';
 import { createPipeline, type SockOpts } from '../pipeline/server.js';
+import type { NativeLoop, NativeLoopOptions } from '../pipeline/fastpath.js';
 import { createAdminServer } from './admin.js';
 import { Listeners, type ListenerSpec, type ListenTcp } from './listeners.js';
 import { Responders } from './responders.js';
@@ -29,10 +30,10 @@ export interface DaemonHandle {
   reload(): Promise<boolean>;
 }
 
-export function loadSockOpts(): SockOpts & ListenTcp {
+export function loadSockOpts(): SockOpts & ListenTcp & { FastPath: new (o: NativeLoopOptions) => NativeLoop } {
   // The addon is CommonJS; its path is the same from src/daemon (tests) and dist/daemon.
   const require = createRequire(import.meta.url);
-  return require('../../native-bindings/index.cjs') as SockOpts & ListenTcp;
+  return require('../../native-bindings/index.cjs') as SockOpts & ListenTcp & { FastPath: new (o: NativeLoopOptions) => NativeLoop };
 }
 
 /** Per-port listeners for routed ports of tenant networks (see listeners.ts). */
@@ -106,6 +107,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
     log,
     backends: wiring.backends,
     ...(signingKey ? { signingKey } : {}),
+    ...(config.listen.fast_path ? { nativeLoop: (o: NativeLoopOptions) => new sockopts.FastPath(o) } : {}),
   });
   const { server, stats, longPolls } = pipeline;
   const sockets = new Set<Socket>();
@@ -114,7 +116,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
     s.once('close', () => sockets.delete(s));
   });
 
-  const ports = new Listeners({ http: server, native: sockopts, port: config.listen.port, backlog: 4096, log });
+  const ports = new Listeners({ http: server, native: sockopts, port: config.listen.port, backlog: 4096, log, loop: pipeline.native });
   let admin: http.Server | undefined;
   try {
     await dataplane.start(registry.bindings());
@@ -144,6 +146,8 @@ export async function startDaemon(config: Config, configFile: string | undefined
     await wiring.start(); // etcd: first read (or first failure: served from what the other sources hold)
   } catch (err) {
     ports.close();
+    pipeline.closeAll();
+    pipeline.dispose();
     responders.stop();
     admin?.close();
     await wiring.stop();
@@ -172,6 +176,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
           log.warn({ connections: sockets.size }, 'grace period over: closing remaining connections');
           pipeline.closeAll();
         }
+        pipeline.dispose();
         await wiring.stop();
         await dataplane.stop();
         await rm(config.admin.socket, { force: true }).catch(() => undefined);

@@ -9,10 +9,15 @@
  * may present the same 4-tuple (same IP, same source port), and the kernel's TCP lookup ignores
  * the mark; a socket bound to the ingress device is found before the unbound one, and its
  * connections only ever match packets from that device.
+ *
+ * With the native serving loop (`loop`), the loop accepts on every listener instead of Node; the
+ * http.Server then only takes the connections the loop hands over, and its connection tracking
+ * is started by hand (it starts on 'listening', which a server that never listens would not see).
  */
 import net from 'node:net';
 import type http from 'node:http';
 import type { Logger } from '../model/log.js';
+import type { NativeLoop } from '../pipeline/fastpath.js';
 
 export interface ListenTcp {
   listenTcp(address: string, port: number, ifname: string, backlog: number): number;
@@ -27,8 +32,10 @@ export interface ListenerSpec {
 const keyOf = (s: ListenerSpec): string => `${s.address}%${s.ifname}`;
 
 export class Listeners {
-  private readonly servers = new Map<string, net.Server>();
+  /** A Node server, or the fd of a listener the native loop accepts on. */
+  private readonly servers = new Map<string, net.Server | number>();
   private primary: string | undefined;
+  private tracking = false;
 
   constructor(
     private readonly opts: {
@@ -37,6 +44,7 @@ export class Listeners {
       readonly port: number;
       readonly backlog: number;
       readonly log: Logger;
+      readonly loop?: Pick<NativeLoop, 'addListener' | 'removeListener'> | undefined;
     },
   ) {}
 
@@ -45,6 +53,17 @@ export class Listeners {
     const key = keyOf(spec);
     if (this.servers.has(key)) return Promise.resolve();
     const fd = this.opts.native.listenTcp(spec.address, this.opts.port, spec.ifname, this.opts.backlog);
+    const loop = this.opts.loop;
+    if (loop !== undefined) {
+      loop.addListener(fd);
+      this.servers.set(key, fd);
+      this.primary ??= key;
+      if (!this.tracking) {
+        this.tracking = true;
+        this.opts.http.emit('listening');
+      }
+      return Promise.resolve();
+    }
     const first = this.primary === undefined;
     const server: net.Server = first ? this.opts.http : net.createServer((socket) => this.opts.http.emit('connection', socket));
     if (first) this.primary = key;
@@ -70,7 +89,7 @@ export class Listeners {
     for (const [key, server] of this.servers) {
       if (key !== this.primary && !key.endsWith('%') && !keep.has(key)) {
         this.servers.delete(key);
-        server.close();
+        this.stop(server);
       }
     }
     for (const spec of wanted) {
@@ -86,7 +105,13 @@ export class Listeners {
 
   /** Stops accepting on every listener. */
   close(): void {
-    for (const s of this.servers.values()) s.close();
+    for (const s of this.servers.values()) this.stop(s);
     this.servers.clear();
+    if (this.tracking) this.opts.http.close();
+  }
+
+  private stop(s: net.Server | number): void {
+    if (typeof s === 'number') this.opts.loop?.removeListener(s);
+    else s.close();
   }
 }

@@ -62,6 +62,13 @@ export interface DialectResponse {
   readonly ipTtl?: number;
   /** When set, the pipeline may hold the request (see WaitSpec); `status`/`body` are the current answer. */
   readonly wait?: WaitSpec;
+  /**
+   * The answer depends on nothing but the instance, the port, the method, path and query, and the
+   * presence of the headers the dialect requires: the pipeline may replay it, byte for byte, until
+   * the instance changes (the native serving loop's cache). Never set on answers that depend on
+   * the time, a token, guest data or a rate limit.
+   */
+  readonly fixed?: boolean;
   /** When set, the pipeline stores this for the instance; later requests see it in `guestData`. */
   readonly store?: { readonly key: string; readonly value: string };
 }

@@ -120,6 +120,8 @@ export interface ListenSpec {
   /** The IPv6 metadata address (EC2's fd00:ec2::254 by default); false: no IPv6. */
   readonly ipv6: string | false;
   readonly port: number;
+  /** Answer repeated plain GETs from the native serving loop (native-bindings/src/fastpath.cc); false: JavaScript answers everything. */
+  readonly fast_path: boolean;
 }
 
 export interface UpstreamBackendSpec {

@@ -16,6 +16,8 @@ export interface LeanRequest {
   readonly path: string;
   /** Raw query without '?', or ''. */
   readonly query: string;
+  /** The request target as sent (path and query, not decoded). */
+  readonly target: string;
   /** Header names lower-case, values trimmed; no name appears twice. */
   readonly headers: Record<string, string>;
   /** The client asked to close the connection after the response (`Connection: close`). */
@@ -84,7 +86,7 @@ export function parseLean(text: string, maxHeaderBytes: number): LeanRequest | u
     return undefined;
   }
   if (!path.startsWith('/') || path.includes('\0')) return undefined;
-  return { method, path, query: q < 0 ? '' : target.slice(q + 1), headers, close };
+  return { method, path, query: q < 0 ? '' : target.slice(q + 1), target, headers, close };
 }
 
 /** The Date header's value, recomputed once a second (as Node's http does). */
@@ -120,17 +122,24 @@ export interface LeanHead {
   readonly keepAliveS: number | undefined;
 }
 
+/** The status line, the response's headers and Content-Length: what precedes Date. */
+export function leanPrefix(status: number, headers: Readonly<Record<string, string>>, contentLength: number): string {
+  let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+  for (const name in headers) s += `${name}: ${headers[name] ?? ''}\r\n`;
+  return `${s}Content-Length: ${contentLength}\r\n`;
+}
+
+/** What follows Date up to the body on a connection that stays open (`keepAliveS` as in LeanHead), or closes. */
+export function leanSuffix(close: boolean, keepAliveS: number | undefined): string {
+  if (close) return 'Connection: close\r\n\r\n';
+  return keepAliveS !== undefined
+    ? `Connection: keep-alive\r\nKeep-Alive: timeout=${keepAliveS}\r\n\r\n`
+    : 'Connection: keep-alive\r\n\r\n';
+}
+
 /** The status line and headers, laid out as Node's http server lays them out for the general path. */
 export function leanHead(h: LeanHead): string {
-  let s = `HTTP/1.1 ${h.status} ${STATUS_CODES[h.status] ?? 'unknown'}\r\n`;
-  for (const name in h.headers) s += `${name}: ${h.headers[name] ?? ''}\r\n`;
-  s += `Content-Length: ${h.contentLength}\r\n`;
-  if (h.forced) s += 'Connection: close\r\n';
-  s += `Date: ${h.date}\r\n`;
-  if (!h.forced) {
-    if (h.close) s += 'Connection: close\r\n';
-    else
-      s += h.keepAliveS !== undefined ? `Connection: keep-alive\r\nKeep-Alive: timeout=${h.keepAliveS}\r\n` : 'Connection: keep-alive\r\n';
-  }
-  return `${s}\r\n`;
+  const prefix = leanPrefix(h.status, h.headers, h.contentLength);
+  if (h.forced) return `${prefix}Connection: close\r\nDate: ${h.date}\r\n\r\n`;
+  return `${prefix}Date: ${h.date}\r\n${leanSuffix(h.close, h.keepAliveS)}`;
 }

@@ -3,9 +3,19 @@
  * response. A connection whose mark names no registered binding gets 403 and no data; so does a
  * connection whose binding was removed or rebound since it was accepted.
  */
+import { closeSync } from 'node:fs';
 import http from 'node:http';
-import type { Socket } from 'node:net';
-import { DateHeader, leanHead, parseLean, unsafeHeaderValue, type LeanRequest } from './lean.js';
+import net, { type Socket } from 'node:net';
+import { DateHeader, leanHead, leanPrefix, leanSuffix, parseLean, unsafeHeaderValue, type LeanRequest } from './lean.js';
+import {
+  CACHE_BYTES,
+  HANDOFF_CLOSE_AFTER,
+  HANDOFF_STALE,
+  fastPathFlags,
+  type NativeLoop,
+  type NativeLoopFactory,
+  type NativeLoopStats,
+} from './fastpath.js';
 import type { DialectContext, DialectRequest, DialectResponse, SigningKey } from '../dialects/types.js';
 import type { Registry, Bound, RegistryChange } from '../identity/registry.js';
 import { ec2OptionsFor, type Config } from '../model/instance.js';
@@ -33,6 +43,8 @@ export interface PipelineOptions {
   readonly log: Logger;
   /** Where answers of `backend: upstream` instances come from (proxy.ts). */
   readonly backends?: ProxyOptions;
+  /** Makes the native serving loop (fastpath.ts); absent: JavaScript accepts and answers everything. */
+  readonly nativeLoop?: NativeLoopFactory;
 }
 
 export interface PipelineStats {
@@ -45,7 +57,23 @@ export interface PipelineStats {
   rateLimited: number;
   /** Long polls refused because the instance already had limits.held_per_instance held (503). */
   heldRefused: number;
+  /** The native serving loop's own counts (its answers are not in `requests`, its accepts not in `connections`). */
+  readonly fastPath?: NativeLoopStats;
 }
+
+/** What the native loop said when it handed a connection over. */
+interface HandedOver {
+  readonly mark: number;
+  readonly state: number;
+  readonly out: Buffer | undefined;
+  readonly rest: Buffer | undefined;
+}
+
+const handedOver = new WeakMap<Socket, HandedOver>();
+
+const TIMEOUT_BODY = 'Request Timeout\n';
+/** What a connection that sent nothing complete within header_timeout_ms gets (both paths). */
+const TIMEOUT_RESPONSE = `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: ${TIMEOUT_BODY.length}\r\nConnection: close\r\n\r\n${TIMEOUT_BODY}`;
 
 /** What a connection was identified as when it was accepted. */
 interface ConnIdentity {
@@ -94,6 +122,8 @@ interface LeanConn {
   busy: boolean;
   /** The client half-closed: close once the current response is out. */
   ended: boolean;
+  /** The request being answered may be put into the native loop's cache (its dialect has no rate limit). */
+  replay: boolean;
   /** Bytes that arrived while a request was being answered: the general path takes them after the answer. */
   queued: Buffer[] | undefined;
   /** Hands the connection to Node's http server with `chunk` as its first bytes. */
@@ -110,6 +140,10 @@ export interface Pipeline {
   closeAll(): void;
   /** Connections open now on the lean path. */
   leanConnections(): number;
+  /** The native serving loop, when there is one: the listeners give it their sockets. */
+  readonly native: NativeLoop | undefined;
+  /** Ends the native loop's thread (after stopping). */
+  dispose(): void;
 }
 
 export function createPipeline(opts: PipelineOptions): Pipeline {
@@ -129,6 +163,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const longPolls = new LongPolls(limits.held_per_instance ?? 16);
   const proxy = new Proxy(opts.backends ?? {}, registry, log);
   registry.on('change', (change: RegistryChange) => {
+    native?.change(change.unbound);
     for (const id of change.removed) {
       guestData.forget(id);
       limiter.forget(id);
@@ -154,26 +189,74 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
 
   const dateHeader = new DateHeader();
   const keepAliveS = limits.keepalive_timeout_ms > 0 ? Math.floor(limits.keepalive_timeout_ms / 1000) : undefined;
+  const native = opts.nativeLoop?.({
+    handoff: fromNative,
+    maxHeaderBytes: limits.max_header_bytes,
+    headerTimeoutMs: limits.header_timeout_ms,
+    keepAliveTimeoutMs: limits.keepalive_timeout_ms,
+    keepAliveSuffix: leanSuffix(false, keepAliveS),
+    closeSuffix: leanSuffix(true, keepAliveS),
+    timeoutResponse: TIMEOUT_RESPONSE,
+    cacheBytes: CACHE_BYTES,
+  });
+  if (native) Object.defineProperty(stats, 'fastPath', { get: () => native.stats(), enumerable: true });
+
+  /** A connection the native loop gives up (a miss, an unusual request): it goes the way of an accepted one. */
+  function fromNative(fd: number, mark: number, state: number, out: Buffer | undefined, rest: Buffer | undefined): void {
+    let socket: Socket;
+    try {
+      socket = new net.Socket({ fd, readable: true, writable: true });
+    } catch (err) {
+      log.warn({ err: String(err) }, 'cannot take a connection from the native loop');
+      try {
+        closeSync(fd);
+      } catch {
+        /* already gone */
+      }
+      return;
+    }
+    try {
+      handedOver.set(socket, { mark, state, out, rest });
+      server.emit('connection', socket);
+    } catch (err) {
+      log.error({ err: String(err) }, 'a connection from the native loop failed');
+      socket.destroy();
+    }
+  }
   const leanConns = new Set<LeanConn>();
   let sweeper: NodeJS.Timeout | undefined;
 
   server.on('connection', (socket: Socket) => {
-    stats.connections++;
     const fd = fdOf(socket);
-    let mark = 0;
-    try {
-      mark = fd >= 0 ? sockopts.getMark(fd) : 0;
-    } catch (err) {
-      log.warn({ err: String(err) }, 'cannot read SO_MARK of an accepted socket');
+    const handed = handedOver.get(socket);
+    let mark = handed?.mark ?? 0;
+    if (handed === undefined) {
+      stats.connections++;
+      try {
+        mark = fd >= 0 ? sockopts.getMark(fd) : 0;
+      } catch (err) {
+        log.warn({ err: String(err) }, 'cannot read SO_MARK of an accepted socket');
+      }
     }
     const bound = registry.byMark(mark);
     if (!bound) stats.refusedConnections++;
-    const ident: ConnIdentity = { fd, mark, key: bound?.key };
+    // Stale: accepted under a binding that has gone since; its requests get 403.
+    const stale = handed !== undefined && (handed.state & HANDOFF_STALE) !== 0;
+    const ident: ConnIdentity = { fd, mark, key: stale ? undefined : bound?.key };
     identities.set(socket, ident);
-    startLean(socket, ident);
+    if (handed?.out !== undefined) {
+      // The rest of an answer the loop could not write at once.
+      if ((handed.state & HANDOFF_CLOSE_AFTER) !== 0) {
+        socket.end(handed.out);
+        return;
+      }
+      socket.write(handed.out);
+    }
+    startLean(socket, ident, handed?.rest);
   });
 
-  function startLean(socket: Socket, ident: ConnIdentity): void {
+  /** Serves `socket` on the lean path; `first`: bytes already read from it (by the native loop). */
+  function startLean(socket: Socket, ident: ConnIdentity, first?: Buffer): void {
     const onData = (chunk: Buffer): void => {
       if (conn.busy) {
         // A request behind one still being answered (a held long poll): kept for the general path.
@@ -201,13 +284,24 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       // The bytes already read go to the general parser first, before anything read later.
       socket.emit('data', chunk);
     };
-    const conn: LeanConn = { socket, ident, at: Date.now(), served: false, busy: false, ended: false, queued: undefined, toGeneral };
+    const conn: LeanConn = {
+      socket,
+      ident,
+      at: Date.now(),
+      served: false,
+      busy: false,
+      ended: false,
+      replay: false,
+      queued: undefined,
+      toGeneral,
+    };
     socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);
     leanConns.add(conn);
     sweeper ??= setInterval(sweep, sweepEvery).unref();
+    if (first !== undefined) onData(first);
   }
 
   // Timeouts of lean connections, checked in one sweep rather than a timer per socket: nothing
@@ -226,10 +320,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       if (!c.served && limits.header_timeout_ms > 0 && now - c.at >= limits.header_timeout_ms) {
         stats.badRequests++;
         leanConns.delete(c);
-        const body = 'Request Timeout\n';
-        c.socket.end(
-          `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-        );
+        c.socket.end(TIMEOUT_RESPONSE);
       } else if (c.served && limits.keepalive_timeout_ms > 0 && now - c.at >= limits.keepalive_timeout_ms) {
         leanConns.delete(c);
         c.socket.destroy();
@@ -254,7 +345,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     }
     const dreq: DialectRequest = { method: lreq.method, path: lreq.path, query: lreq.query, headers: lreq.headers, now };
     const dialect = admit(sink, dreq, bound);
-    if (dialect !== undefined) answer(sink, dreq, dialect, ident);
+    if (dialect !== undefined) {
+      // Answers of rate-limited dialects are never replayed by the native loop (it counts nothing).
+      conn.replay = native !== undefined && (limits.rate_per_s?.[dialect.name] ?? 0) === 0;
+      answer(sink, dreq, dialect, ident);
+      conn.replay = false;
+    }
     // Held (a long poll): what arrives meanwhile waits in `queued` (leanSink's send hands it on).
     if (!sink.finished()) conn.busy = true;
     return true;
@@ -298,6 +394,24 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
           return;
         }
         const payload = lreq.method === 'HEAD' ? head : head + body;
+        // A fixed answer to a plain GET goes into the native loop's cache: the next such request
+        // on this mark is answered there. The connection itself follows when idle (adopt, below).
+        let cached = false;
+        if (
+          native &&
+          conn.replay &&
+          out.fixed === true &&
+          !forced &&
+          out.ipTtl === undefined &&
+          out.wait === undefined &&
+          out.store === undefined
+        ) {
+          const flags = fastPathFlags(lreq);
+          if (flags >= 0) {
+            const bytes = Buffer.from(body, 'utf8');
+            cached = native.put(ident.mark, flags, lreq.target, leanPrefix(out.status, out.headers, bytes.length), bytes);
+          }
+        }
         conn.served = true;
         conn.at = Date.now();
         const restoreTtl = hopLimit(out, ident.fd, socket);
@@ -321,6 +435,13 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         } else {
           conn.busy = false;
           socket.write(payload);
+          // Written out, nothing else pending: the native loop takes the connection over (a dup of
+          // its fd; ours is closed, the connection lives on there).
+          if (cached && conn.queued === undefined && socket.writableLength === 0 && native?.adopt(ident.fd, ident.mark) === true) {
+            leanConns.delete(conn);
+            socket.destroy();
+            return;
+          }
           flushQueued(conn);
         }
       },
@@ -526,14 +647,18 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     stats,
     longPolls,
     closeIdle: () => {
+      native?.stop();
       server.closeIdleConnections();
       closeLean(false);
     },
     closeAll: () => {
+      native?.stop();
       server.closeAllConnections();
       closeLean(true);
     },
     leanConnections: () => leanConns.size,
+    native,
+    dispose: () => native?.close(),
   };
 }
 

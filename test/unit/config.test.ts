@@ -52,7 +52,7 @@ t.test('the contract example is valid and fully normalized', async (t) => {
   const r = loadConfigFile(CONTRACT, H);
   if (!r.ok) throw new Error(formatProblems(r.problems));
   t.same(r.config, {
-    listen: { ipv4: '169.254.169.254', ipv6: 'fd00:ec2::254', port: 80 },
+    listen: { ipv4: '169.254.169.254', ipv6: 'fd00:ec2::254', port: 80, fast_path: true },
     admin: { socket: '/run/linkgate/admin.sock' },
     host: 'hv-17',
     state_dir: '/var/lib/linkgate',
@@ -108,7 +108,7 @@ t.test('the contract example is valid and fully normalized', async (t) => {
 t.test('defaults', async (t) => {
   const c = okConfig({ instances: [] });
   t.same(c, {
-    listen: { ipv4: '169.254.169.254', ipv6: 'fd00:ec2::254', port: 80 },
+    listen: { ipv4: '169.254.169.254', ipv6: 'fd00:ec2::254', port: 80, fast_path: true },
     admin: { socket: '/run/linkgate/admin.sock' },
     host: 'hv-test',
     state_dir: '/var/lib/linkgate',
@@ -130,7 +130,10 @@ t.test('defaults', async (t) => {
     ipv4: '169.254.169.254',
     ipv6: 'fd00:ec2::254',
     port: 8080,
+    fast_path: true,
   });
+  t.equal(okConfig({ instances: [], listen: { fast_path: false } }).listen.fast_path, false, 'the native loop can be turned off');
+  t.match(problemsOf({ instances: [], listen: { fast_path: 'yes' } }), [{ path: 'listen.fast_path', message: /expected true or false/ }]);
   t.equal(okConfig({ instances: [], listen: { ipv6: false } }).listen.ipv6, false, 'IPv6 can be turned off');
   t.match(problemsOf({ instances: [], listen: { ipv6: 'ff02::1' } }), [{ path: 'listen.ipv6' }]);
   t.same(okConfig({ instances: [], ec2: { tokens: 'required' } }).ec2, { tokens: 'required', hop_limit: 1 });

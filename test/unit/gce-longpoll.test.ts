@@ -12,7 +12,7 @@ const res = (body: string, etag?: string): DialectResponse => ({
   body,
   ...(etag !== undefined ? { wait: { etag, timeoutMs: 1000 } } : {}),
 });
-const change = (changed: string[], removed: string[] = []) => ({ added: [], removed, changed });
+const change = (changed: string[], removed: string[] = []) => ({ added: [], removed, changed, unbound: [] });
 
 t.test('a held request answers when a re-render changes its etag, not before', async (t) => {
   const lp = new LongPolls(2);

@@ -84,14 +84,14 @@ t.test('mergePatch: RFC 7396 examples', async (t) => {
 });
 
 t.test('validateInstanceFor: the id of the path/key, backend needs upstream', async (t) => {
-  const ctx = instanceContext({ listen: { ipv4: '169.254.169.254', ipv6: false, port: 80 }, backends: {} });
+  const ctx = instanceContext({ listen: { ipv4: '169.254.169.254', ipv6: false, port: 80, fast_path: true }, backends: {} });
   const body = { hostname: 'x', ports: [{ interface: 'tap1', mac: '52:54:00:00:00:01', ipv4: '10.0.0.1' }] };
   const ok = validateInstanceFor(body, ctx, 'i-1');
   t.ok(ok.ok && ok.instance.id === 'i-1', 'id filled in');
   t.match(validateInstanceFor({ ...body, id: 'i-2' }, ctx, 'i-1'), { ok: false, problems: [{ path: 'id', message: /"i-1"/ }] });
   t.match(validateInstanceFor({ ...body, backend: 'upstream' }, ctx, 'i-1'), { ok: false, problems: [{ path: 'backend' }] });
   const up = instanceContext({
-    listen: { ipv4: '169.254.169.254', ipv6: false, port: 80 },
+    listen: { ipv4: '169.254.169.254', ipv6: false, port: 80, fast_path: true },
     backends: {
       upstream: { url: 'http://x', shared_secret: 's', cache_ttl_s: 1, timeout_ms: 100, max_connections: 1, stale_if_error_s: 1 },
     },

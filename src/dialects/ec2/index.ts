@@ -67,7 +67,9 @@ export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {
   if (refused !== undefined) return refused;
 
   const node = resolve(treeFor(ctx.instance), req.path);
-  if (node === undefined) return reply(404, 'Not Found');
+  // A request with a token never reaches here fixed: the pipeline replays only token-less reads.
+  if (node === undefined) return { ...reply(404, 'Not Found'), fixed: true };
   const { type, body } = render(node, { port: ctx.port, now: req.now, since: ctx.since });
-  return reply(200, body, { 'Content-Type': type });
+  // Leaves rendered per request (time, port, registration time) are not replayed.
+  return { ...reply(200, body, { 'Content-Type': type }), fixed: node.kind === 'dir' || typeof node.body === 'string' };
 }

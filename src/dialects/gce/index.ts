@@ -169,7 +169,7 @@ export function gce(req: DialectRequest, ctx: DialectContext): DialectResponse {
     return node.name === 'token' ? token(ctx, req.now) : identity(req, ctx, o);
   }
   const res = renderNode(node, o);
-  if (!o.wait) return res;
+  if (!o.wait) return { ...res, fixed: true };
   const etag = res.headers['ETag'] ?? '';
   // Changed since the version the guest has: answer now. Otherwise hold until it changes.
   if (o.lastEtag !== undefined && o.lastEtag !== etag) return res;

@@ -146,8 +146,9 @@ export function openstack(req: DialectRequest, ctx: DialectContext): DialectResp
   const rest = req.path.slice(PREFIX.length).replace(/^\//, '');
   const parts = rest === '' ? [] : rest.replace(/\/$/, '').split('/');
   const [ver, file, ...more] = parts;
+  // Every file but the password is the instance's alone: replayable (`fixed`).
   const readOnly = (r: () => DialectResponse): DialectResponse =>
-    req.method === 'GET' || req.method === 'HEAD' ? r() : openstackError(405, { Allow: 'GET, HEAD' });
+    req.method === 'GET' || req.method === 'HEAD' ? { ...r(), fixed: true } : openstackError(405, { Allow: 'GET, HEAD' });
 
   if (ver === undefined) return readOnly(() => reply(200, TEXT, [...VERSIONS, LATEST].join('\n')));
   if (ver !== LATEST && !VERSIONS.includes(ver)) return openstackError(404);
