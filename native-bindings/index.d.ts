@@ -70,8 +70,11 @@ export declare class FastPath {
    * when over the cache budget.
    */
   put(mark: number, flags: number, target: string, head: string, body: Buffer): boolean;
-  /** Empties the cache; connections of `unbound` marks go to JavaScript (stale) on their next request. */
-  change(unbound: readonly number[]): void;
+  /**
+   * Forgets the answers of `unbound` and `drop` marks (every answer when `drop` is absent);
+   * connections of `unbound` marks go to JavaScript (stale) on their next request.
+   */
+  change(unbound: readonly number[], drop?: readonly number[]): void;
   /** Takes a duplicate of an idle keep-alive connection's fd (the caller closes its own); false if not taken. */
   adopt(fd: number, mark: number): boolean;
   /** Stops accepting; idle connections closed, those with bytes waiting handed over. */

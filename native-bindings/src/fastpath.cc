@@ -163,6 +163,8 @@ struct Conn {
   bool active = false;
   bool stale = false;
   bool served = false;
+  bool registered = false;  // in the epoll set (a fresh connection is read once before it is)
+  bool adopted = false;     // a dup of a JavaScript socket's fd
   uint32_t mark = 0;
   int64_t at = 0;
 };
@@ -176,7 +178,9 @@ struct Cmd {
   uint32_t mark = 0;
   std::string key;
   std::shared_ptr<Entry> entry;
-  std::vector<uint32_t> marks;
+  std::vector<uint32_t> marks;  // Change: unbound marks
+  std::vector<uint32_t> drop;   // Change: marks whose answers go
+  bool all = false;             // Change: every answer goes
 };
 
 // Handoff state bits (the callback's third argument).
@@ -384,18 +388,23 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     return Napi::Boolean::New(env, true);
   }
 
-  // change(unboundMarks): empties the cache; connections of those marks are stale from now on.
+  static void Marks(const Napi::Value& v, std::vector<uint32_t>* out) {
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value m = a.Get(i);
+      if (m.IsNumber()) out->push_back(static_cast<uint32_t>(m.As<Napi::Number>().Int64Value()));
+    }
+  }
+
+  // change(unbound, drop?): the answers of `unbound` and `drop` marks go (every answer when `drop`
+  // is not an array); connections of `unbound` marks are stale from now on.
   Napi::Value Change(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Running(env)) return env.Undefined();
     Cmd c(CmdType::Change);
-    if (info.Length() > 0 && info[0].IsArray()) {
-      Napi::Array a = info[0].As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); i++) {
-        Napi::Value v = a.Get(i);
-        if (v.IsNumber()) c.marks.push_back(static_cast<uint32_t>(v.As<Napi::Number>().Int64Value()));
-      }
-    }
+    if (info.Length() > 0 && info[0].IsArray()) Marks(info[0], &c.marks);
+    if (info.Length() > 1 && info[1].IsArray()) Marks(info[1], &c.drop);
+    else c.all = true;
     Push(std::move(c));
     return env.Undefined();
   }
@@ -446,7 +455,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
 
   void Loop() {
     std::vector<epoll_event> events(256);
-    char* buf = new char[kReadBuf];
+    buf_ = new char[kReadBuf];
     bool quit = false;
     int64_t lastSweep = NowMs();
     while (!quit) {
@@ -461,7 +470,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
         } else if (IsListener(fd)) {
           AcceptAll(fd);
         } else if (fd >= 0 && static_cast<size_t>(fd) < conns_.size() && conns_[static_cast<size_t>(fd)].active) {
-          Serve(fd, buf);
+          Serve(fd);
         }
       }
       int64_t now = NowMs();
@@ -474,7 +483,8 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     listeners_.clear();
     for (size_t fd = 0; fd < conns_.size(); fd++)
       if (conns_[fd].active) Drop(static_cast<int>(fd));
-    delete[] buf;
+    delete[] buf_;
+    buf_ = nullptr;
   }
 
   bool IsListener(int fd) const {
@@ -523,6 +533,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
             cacheBytes_ -= it->second->head.size() + it->second->body.size() + it->first.size() + 64;
             it->second = std::move(c.entry);
           } else {
+            keysByMark_[MarkOfKey(c.key)].push_back(c.key);
             cache_.emplace(std::move(c.key), std::move(c.entry));
           }
           cacheBytes_ += size;
@@ -530,9 +541,15 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           break;
         }
         case CmdType::Change:
-          cache_.clear();
-          entries_ = 0;
-          cacheBytes_ = 0;
+          if (c.all) {
+            cache_.clear();
+            keysByMark_.clear();
+            cacheBytes_ = 0;
+          } else {
+            for (uint32_t m : c.marks) DropMark(m);
+            for (uint32_t m : c.drop) DropMark(m);
+          }
+          entries_ = cache_.size();
           for (uint32_t m : c.marks)
             for (Conn& k : conns_)
               if (k.active && k.mark == m) k.stale = true;
@@ -567,34 +584,68 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     return false;
   }
 
-  void Track(int fd, uint32_t mark, bool served) {
-    epoll_event e{};
-    e.events = EPOLLIN | EPOLLRDHUP;
-    e.data.fd = fd;
-    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &e) != 0) {
-      close(fd);
-      return;
+  // Starts tracking a connection; an adopted one is watched at once, an accepted one only once a
+  // first read finds nothing (most have their request waiting by the time they are accepted).
+  static uint32_t MarkOfKey(const std::string& k) {
+    return (static_cast<uint32_t>(static_cast<uint8_t>(k[0])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(k[1])) << 16) |
+           (static_cast<uint32_t>(static_cast<uint8_t>(k[2])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(k[3]));
+  }
+
+  // Forgets every answer of one mark.
+  void DropMark(uint32_t m) {
+    auto idx = keysByMark_.find(m);
+    if (idx == keysByMark_.end()) return;
+    for (const std::string& k : idx->second) {
+      auto it = cache_.find(k);
+      if (it == cache_.end()) continue;
+      cacheBytes_ -= it->second->head.size() + it->second->body.size() + it->first.size() + 64;
+      cache_.erase(it);
     }
+    keysByMark_.erase(idx);
+  }
+
+  bool Track(int fd, uint32_t mark, bool adopted) {
     if (conns_.size() <= static_cast<size_t>(fd)) conns_.resize(static_cast<size_t>(fd) + 64);
     Conn& k = conns_[static_cast<size_t>(fd)];
     k.active = true;
     k.stale = false;
-    k.served = served;
+    k.served = adopted;
+    k.registered = false;
+    k.adopted = adopted;
     k.mark = mark;
     k.at = NowMs();
     open_++;
+    return !adopted || Watch(fd);
   }
 
-  void Untrack(int fd) {
+  // Puts the connection into the epoll set; false (and closed) when it cannot be.
+  bool Watch(int fd) {
+    Conn& k = conns_[static_cast<size_t>(fd)];
+    if (k.registered) return true;
+    epoll_event e{};
+    e.events = EPOLLIN | EPOLLRDHUP;
+    e.data.fd = fd;
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &e) != 0) {
+      Drop(fd);
+      return false;
+    }
+    k.registered = true;
+    return true;
+  }
+
+  // Stops tracking. The epoll entry goes with the last fd of the socket: closing ours removes it,
+  // unless the socket lives on elsewhere (handed over; adopted: JavaScript's fd may still be open).
+  void Untrack(int fd, bool closing) {
     Conn& k = conns_[static_cast<size_t>(fd)];
     if (!k.active) return;
     k.active = false;
     open_--;
-    epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
+    if (k.registered && (!closing || k.adopted)) epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
+    k.registered = false;
   }
 
   void Drop(int fd) {
-    Untrack(fd);
+    Untrack(fd, true);
     close(fd);
   }
 
@@ -607,12 +658,14 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
       socklen_t len = sizeof(mark);
       if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) mark = 0;
       Track(fd, mark, false);
+      Serve(fd);
     }
   }
 
   // Reads what the connection sent and answers it, or hands it over.
-  void Serve(int fd, char* buf) {
+  void Serve(int fd) {
     Conn& k = conns_[static_cast<size_t>(fd)];
+    char* buf = buf_;
     ssize_t n = recv(fd, buf, kReadBuf, MSG_DONTWAIT);
     if (n == 0) {
       Drop(fd);
@@ -620,6 +673,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     }
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) Drop(fd);
+      else Watch(fd);
       return;
     }
     k.at = NowMs();
@@ -679,6 +733,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
         return;
       }
     }
+    Watch(fd);  // kept alive: wait for its next request
   }
 
   void Sweep(int64_t now) {
@@ -701,7 +756,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   void Handoff_(int fd, std::string out, std::string rest, bool closeAfter = false) {
     Conn& k = conns_[static_cast<size_t>(fd)];
     auto* h = new Handoff{fd, k.mark, (k.stale ? kStale : 0) | (closeAfter ? kCloseAfter : 0), std::move(out), std::move(rest)};
-    Untrack(fd);
+    Untrack(fd, false);
     handedOff_++;
     napi_status s = tsfn_.NonBlockingCall(h, [](Napi::Env env, Napi::Function cb, Handoff* h) {
       if (env == nullptr || cb.IsEmpty()) {
@@ -756,7 +811,9 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   std::atomic<bool> stopped_{false};
 
   // The loop's own state.
+  char* buf_ = nullptr;
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
+  std::unordered_map<uint32_t, std::vector<std::string>> keysByMark_;
   std::vector<Conn> conns_;
   std::vector<int> listeners_;
   bool stopping_ = false;

@@ -43,7 +43,7 @@ export interface NativeLoop {
   addListener(fd: number): void;
   removeListener(fd: number): void;
   put(mark: number, flags: number, target: string, head: string, body: Buffer): boolean;
-  change(unbound: readonly number[]): void;
+  change(unbound: readonly number[], drop?: readonly number[]): void;
   adopt(fd: number, mark: number): boolean;
   stop(): void;
   close(): void;

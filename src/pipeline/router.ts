@@ -3,9 +3,9 @@
  * dialects/; the first entry whose `matches` says yes answers.
  */
 import { azure, azureRefusal, isAzurePath } from '../dialects/azure/index.js';
-import { ec2, isEc2Path } from '../dialects/ec2/index.js';
+import { ec2, ec2Targets, isEc2Path } from '../dialects/ec2/index.js';
 import { gce, gceRefusal, isGcePath } from '../dialects/gce/index.js';
-import { isOpenStackPath, openstack, openstackError } from '../dialects/openstack/index.js';
+import { isOpenStackPath, openstack, openstackError, openstackTargets } from '../dialects/openstack/index.js';
 import type { DialectContext, DialectRequest, DialectResponse } from '../dialects/types.js';
 import type { DialectName } from '../model/instance.js';
 
@@ -16,12 +16,17 @@ export interface DialectEntry {
   handle(req: DialectRequest, ctx: DialectContext): DialectResponse;
   /** The dialect's own answer when the pipeline refuses: 429 rate limited, 503 too many held. */
   refuse?(status: 429 | 503): DialectResponse;
+  /**
+   * The targets a client that asked for `path` will likely ask next (a crawl of its tree), at most
+   * `max`, and the root they share (pre-rendered once per connection mark and root).
+   */
+  targets?(path: string, ctx: DialectContext, max: number): { root: string; targets: string[] } | undefined;
 }
 
 export const DIALECTS: readonly DialectEntry[] = [
-  { name: 'ec2', matches: isEc2Path, handle: ec2 },
+  { name: 'ec2', matches: isEc2Path, handle: ec2, targets: ec2Targets },
   { name: 'gce', matches: isGcePath, handle: gce, refuse: gceRefusal },
-  { name: 'openstack', matches: isOpenStackPath, handle: openstack, refuse: (s) => openstackError(s) },
+  { name: 'openstack', matches: isOpenStackPath, handle: openstack, refuse: (s) => openstackError(s), targets: openstackTargets },
   { name: 'azure', matches: isAzurePath, handle: azure, refuse: azureRefusal },
 ];
 

@@ -124,6 +124,8 @@ interface LeanConn {
   ended: boolean;
   /** The request being answered may be put into the native loop's cache (its dialect has no rate limit). */
   replay: boolean;
+  /** Pre-renders what a crawler of the request's tree asks next (set while a request is answered). */
+  warm: ((flags: number, headers: Readonly<Record<string, string>>) => void) | undefined;
   /** Bytes that arrived while a request was being answered: the general path takes them after the answer. */
   queued: Buffer[] | undefined;
   /** Hands the connection to Node's http server with `chunk` as its first bytes. */
@@ -163,7 +165,20 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const longPolls = new LongPolls(limits.held_per_instance ?? 16);
   const proxy = new Proxy(opts.backends ?? {}, registry, log);
   registry.on('change', (change: RegistryChange) => {
-    native?.change(change.unbound);
+    if (native) {
+      // The answers of changed instances go (their marks stay); unbound marks' go, and connections
+      // accepted under them are refused from now on.
+      const drop: number[] = [];
+      for (const id of change.changed) {
+        for (const p of registry.get(id)?.ports ?? []) {
+          const m = registry.byTriple(p.interface, p.mac, p.ipv4, p.network)?.mark;
+          if (m !== undefined) drop.push(m);
+        }
+      }
+      native.change(change.unbound, drop);
+      for (const m of change.unbound) warmed.delete(m);
+      for (const m of drop) warmed.delete(m);
+    }
     for (const id of change.removed) {
       guestData.forget(id);
       limiter.forget(id);
@@ -292,6 +307,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       busy: false,
       ended: false,
       replay: false,
+      warm: undefined,
       queued: undefined,
       toGeneral,
     };
@@ -348,12 +364,53 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     if (dialect !== undefined) {
       // Answers of rate-limited dialects are never replayed by the native loop (it counts nothing).
       conn.replay = native !== undefined && (limits.rate_per_s?.[dialect.name] ?? 0) === 0;
+      if (conn.replay && dialect.targets !== undefined) conn.warm = (flags, headers) => warm(ident, dialect, lreq.path, flags, headers);
       answer(sink, dreq, dialect, ident);
       conn.replay = false;
+      conn.warm = undefined;
     }
     // Held (a long poll): what arrives meanwhile waits in `queued` (leanSink's send hands it on).
     if (!sink.finished()) conn.busy = true;
     return true;
+  }
+
+  /** Per mark, the roots already pre-rendered (forgotten when the mark's instance changes). */
+  const warmed = new Map<number, Set<string>>();
+  const WARM_MAX = 512;
+  /** A target whose raw form is its path: plain printable ASCII, nothing to decode, no query. */
+  const PLAIN_TARGET = /^\/[\x21-\x7e]*$/;
+
+  /**
+   * Renders, once per (mark, root), every target of the tree the client asked into (the dialect's
+   * `targets`) and puts the fixed answers into the native loop's cache: a crawl (cloud-init's, an
+   * SDK's) then runs there after its first request. Rendered as requests with the asking request's
+   * headers, so each answer is what that request would get.
+   */
+  function warm(ident: ConnIdentity, dialect: DialectEntry, path: string, flags: number, headers: Readonly<Record<string, string>>): void {
+    if (native === undefined || dialect.targets === undefined) return;
+    const b = registry.byMark(ident.mark);
+    if (!b || b.key !== ident.key) return;
+    const ctx = ctxFor(b);
+    const set = dialect.targets(path, ctx, WARM_MAX);
+    if (set === undefined) return;
+    let roots = warmed.get(ident.mark);
+    if (roots?.has(set.root)) return;
+    if (roots === undefined) warmed.set(ident.mark, (roots = new Set()));
+    roots.add(set.root);
+    const now = Date.now();
+    for (const target of set.targets) {
+      if (!PLAIN_TARGET.test(target) || target.includes('%') || dialectFor(target) !== dialect) continue;
+      let out: DialectResponse;
+      try {
+        out = dialect.handle({ method: 'GET', path: target, query: '', headers, now }, ctx);
+      } catch {
+        continue;
+      }
+      if (out.fixed !== true || out.ipTtl !== undefined || out.wait !== undefined || out.store !== undefined) continue;
+      if (Object.values(out.headers).some(unsafeHeaderValue)) continue;
+      const bytes = Buffer.from(out.body, 'utf8');
+      if (!native.put(ident.mark, flags, target, leanPrefix(out.status, out.headers, bytes.length), bytes)) return;
+    }
   }
 
   /** Bytes that came in while a response was pending go, in order, to the general path. */
@@ -410,6 +467,8 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
           if (flags >= 0) {
             const bytes = Buffer.from(body, 'utf8');
             cached = native.put(ident.mark, flags, lreq.target, leanPrefix(out.status, out.headers, bytes.length), bytes);
+            // Before the answer leaves: the client's next requests find the rest of its tree ready.
+            if (cached) conn.warm?.(flags, lreq.headers);
           }
         }
         conn.served = true;

@@ -84,6 +84,16 @@ t.test('repeated GETs are answered by the loop, byte for byte as JavaScript answ
   t.match(first[0], /\r\nConnection: close\r\n\r\n/);
   t.match(second[0], /^HTTP\/1\.1 200 OK\r\n[^]*\r\nDate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n/);
 
+  // The first answer pre-rendered the rest of the tree: a path never asked is answered by the loop,
+  // the same bytes JavaScript gives (an unknown header sends the request to JavaScript).
+  const mid = await fastStats(sock);
+  const fromLoop = await raw(lab, 1, [get('/latest/meta-data/placement/availability-zone', 'Connection: close\r\n')]);
+  const fromJs = await raw(lab, 1, [get('/latest/meta-data/placement/availability-zone', 'X-Other: 1\r\nConnection: close\r\n')]);
+  const end = await fastStats(sock);
+  t.equal((end?.answered ?? 0) - (mid?.answered ?? 0), 1, 'a path never asked before: the loop answered it');
+  t.equal(withoutDate(fromLoop[0]), withoutDate(fromJs[0]), 'as JavaScript would');
+  t.match(fromLoop[0], /\r\n\r\n\S+$/);
+
   // The other guest, same path: its own answer (the key is the connection's mark).
   for (let i = 0; i < 3; i++) t.equal((await lab.curl(2, ID)).body, config.instances[1]?.id, 'guest 2 gets its own id');
   t.equal((await lab.curl(1, ID)).body, config.instances[0]?.id);

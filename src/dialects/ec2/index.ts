@@ -7,7 +7,7 @@
  */
 import type { DialectContext, DialectRequest, DialectResponse } from '../types.js';
 import { TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, mintToken, parseTtl, verifyToken } from './token.js';
-import { TEXT, render, resolve, treeFor } from './tree.js';
+import { TEXT, render, resolve, targetsUnder, treeFor } from './tree.js';
 import { isVersion } from './versions.js';
 
 export { MAX_TTL_S, MIN_TTL_S, TOKEN_PATH, mintToken, verifyToken } from './token.js';
@@ -55,6 +55,17 @@ function authorize(req: DialectRequest, ctx: DialectContext): DialectResponse | 
   }
   // A token that is present but wrong is refused even when tokens are optional, as AWS does.
   return verifyToken(ctx.tokenKey, ctx.instance.id, token.trim(), req.now) ? undefined : reply(401, 'Unauthorized');
+}
+
+/**
+ * What a crawler of `path`'s version asks next (the pipeline pre-renders them): `/<version>/`
+ * and everything under it; undefined for the token path or a path outside a version.
+ */
+export function ec2Targets(path: string, ctx: DialectContext, max: number): { root: string; targets: string[] } | undefined {
+  const end = path.indexOf('/', 1);
+  if (end < 0 || path === TOKEN_PATH) return undefined;
+  const root = path.slice(0, end + 1);
+  return { root, targets: targetsUnder(treeFor(ctx.instance), root, max) };
 }
 
 export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {

@@ -241,6 +241,28 @@ export function resolve(root: Dir, path: string): Node | undefined {
   return node;
 }
 
+/**
+ * The targets under `root` (a version directory, `/<version>/`) a crawler may ask for: every
+ * node, directories with and without their trailing '/'; at most `max`.
+ */
+export function targetsUnder(tree: Dir, root: string, max: number): string[] {
+  const start = resolve(tree, root);
+  if (start === undefined || start.kind !== 'dir') return [];
+  const out: string[] = [root];
+  const walk = (d: Dir, prefix: string): void => {
+    for (const [name, node] of d.children) {
+      if (out.length >= max) return;
+      const p = prefix + name;
+      if (node.kind === 'dir') {
+        out.push(p, `${p}/`);
+        walk(node, `${p}/`);
+      } else out.push(p);
+    }
+  };
+  walk(start, root);
+  return out.slice(0, max);
+}
+
 /** The body of a node for one request. */
 export function render(node: Node, env: RenderEnv): { readonly type: string; readonly body: string } {
   if (node.kind === 'dir') return { type: TEXT, body: node.listing };
