@@ -1,8 +1,9 @@
 /**
- * The benchmark suite: `npm run bench` (about 6–8 minutes), `npm run bench -- --quick` (under a
+ * The benchmark suite: `npm run bench` (about 9–12 minutes), `npm run bench -- --quick` (under a
  * minute). Runs as root; builds its own lab (guest namespaces wired to a hypervisor namespace),
  * runs nginx, haproxy→nginx and linkgate there in turn, generates load from inside the guests,
- * and writes bench/results/latest.{md,json,svg}. See bench/README.md.
+ * then linkgate with the upstream backend in front of the nova test backend, and writes
+ * bench/results/latest.{md,json,svg}. See bench/README.md.
  *
  *   --quick             short: 1 round, 1 s per measurement, 4 guests at once, an 8-guest storm
  *   --rounds N          rounds of alternation (default 3; quick 1)
@@ -20,7 +21,9 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createLab, type Lab, type LabConfig } from '../src/lab/lab.js';
 import { installLabSafetyNet } from '../src/lab/safety.js';
-import { startDaemon } from '../src/lab/daemon.js';
+import { adminGet } from '../src/lab/admin.js';
+import { startDaemon, type DaemonProc } from '../src/lab/daemon.js';
+import { startNova, type Nova, type NovaInstance, type NovaState } from '../test/helpers/nova.js';
 import { fakeInstances } from './lib/instances.js';
 import { buildLgload, lgloadGang, readLatencies, runLgload, runWrk, type LgloadResult, type WrkResult } from './lib/loadgen.js';
 import { machineInfo, median, percentile, repoRoot, sleep } from './lib/machine.js';
@@ -184,9 +187,9 @@ interface Storm {
 }
 
 /** Every guest crawls its whole EC2 tree (new connection per request), all starting at one instant. */
-async function bootStorm(ctx: Ctx, round: number): Promise<Storm> {
+async function bootStorm(ctx: Ctx, round: number, tag = 'storm'): Promise<Storm> {
   const n = ctx.o.storm;
-  const files = Array.from({ length: n }, (_, k) => join(ctx.dir, `lat-storm-${round}-${k + 1}.bin`));
+  const files = Array.from({ length: n }, (_, k) => join(ctx.dir, `lat-${tag}-${round}-${k + 1}.bin`));
   const gang = await lgloadGang(
     ctx.lgload,
     Array.from({ length: n }, (_, k) => ({
@@ -299,6 +302,345 @@ async function daemonScale(ctx: Ctx, n: number): Promise<DaemonScale> {
   }
 }
 
+// ---- the upstream backend --------------------------------------------------------------------
+//
+// linkgate with `default_backend: upstream` in front of the nova-compatible test backend
+// (test/helpers/nova-server.mjs: checks the signature, counts every call and when it arrived),
+// which runs on 127.0.0.1 in the lab's hv namespace. Each round: the same daemon with the embedded
+// store first (the baseline), then a fresh daemon with the upstream backend (its cache empty) and a
+// fresh count at the backend: a cold storm, a warm storm, cold same-path bursts, cache hits and
+// cache misses. The backend answers at once except during the bursts (then COALESCE_DELAY_MS).
+
+const NOVA_PORT = 8775;
+const NOVA_SECRET = 'bench-n0va-s3cret';
+/** cache_ttl_s of the scenario: long enough that the warm storm follows the cold one within it. */
+const UPSTREAM_TTL_S = 30;
+/** Backend latency during the same-path bursts, so every request of a burst arrives while its fetch is under way. */
+const COALESCE_DELAY_MS = 100;
+/** Connections per guest in a same-path burst, all opened at one instant. */
+const COALESCE_CONNS = 16;
+
+/**
+ * lgload and curl send an `Accept` header (any type), wrk none. Accept is one of the guest headers
+ * passed upstream, so part of the cache key: a request without it is another cache entry (one more
+ * backend fetch). The upstream rows' wrk runs send it too, so every client here asks the same.
+ */
+const SAME_ACCEPT = { Accept: '*/*' } as const;
+
+const UP_SCENARIO = {
+  baseline: 'upstream: embedded-store baseline, new conn',
+  hit: 'upstream: cache hit, new conn',
+  miss: 'upstream: cache miss, new conn',
+  burst: (g: number): string => `upstream: ${g} guests × ${COALESCE_CONNS} same path, cold`,
+  cold: (n: number): string => `upstream: cold storm, ${n} guests`,
+  warm: (n: number): string => `upstream: warm storm, ${n} guests`,
+};
+
+/** The daemon's upstream counters (/v1/health → upstream), or their change over a step. */
+interface UpCounters {
+  readonly hit: number;
+  readonly miss: number;
+  readonly coalesced: number;
+  readonly stale: number;
+  readonly backendCalls: number;
+  readonly refused: number;
+  readonly failures: number;
+  readonly timeouts: number;
+}
+
+const UP_KEYS = ['hit', 'miss', 'coalesced', 'stale', 'backendCalls', 'refused', 'failures', 'timeouts'] as const;
+
+function field(o: unknown, key: string): unknown {
+  return typeof o === 'object' && o !== null ? (o as Record<string, unknown>)[key] : undefined;
+}
+
+async function upCounters(socket: string): Promise<UpCounters> {
+  const r = await adminGet(socket, '/v1/health');
+  const up = field(r.body, 'upstream');
+  const cache = field(up, 'cache');
+  const n = (v: unknown): number => (typeof v === 'number' ? v : NaN);
+  return {
+    hit: n(field(cache, 'hit')),
+    miss: n(field(cache, 'miss')),
+    coalesced: n(field(cache, 'coalesced')),
+    stale: n(field(cache, 'stale')),
+    backendCalls: n(field(up, 'backendCalls')),
+    refused: n(field(up, 'refused')),
+    failures: n(field(up, 'failures')),
+    timeouts: n(field(up, 'timeouts')),
+  };
+}
+
+const upDelta = (a: UpCounters, b: UpCounters): UpCounters =>
+  Object.fromEntries(UP_KEYS.map((k) => [k, b[k] - a[k]])) as unknown as UpCounters;
+
+/** What went wrong upstream (the daemon's counters): '' when nothing did. */
+function fmtTrouble(c: UpCounters): string {
+  const t: string[] = [];
+  if (c.refused) t.push(`${c.refused} refused at once (503: backend queue full or circuit open)`);
+  if (c.timeouts) t.push(`${c.timeouts} backend timeouts (504)`);
+  if (c.failures - c.timeouts) t.push(`${c.failures - c.timeouts} backend failures`);
+  if (c.stale) t.push(`${c.stale} stale answers`);
+  return t.join(', ');
+}
+
+const fmtOutcomes = (c: UpCounters): string =>
+  [`${c.miss} miss, ${c.coalesced} coalesced, ${c.hit} hit`, fmtTrouble(c)].filter((x) => x !== '').join(', ');
+
+/** Backend calls per instance, for the keys (`<id> <url>`) `pick` accepts, between two snapshots. */
+function callsPerInstance(ids: readonly string[], before: NovaState, after: NovaState, pick: (url: string) => boolean): number[] {
+  const per = new Map<string, number>(ids.map((id) => [id, 0]));
+  for (const [key, n] of Object.entries(after.byKey)) {
+    const sp = key.indexOf(' ');
+    const id = key.slice(0, sp);
+    if (!per.has(id) || !pick(key.slice(sp + 1))) continue;
+    per.set(id, (per.get(id) ?? 0) + n - (before.byKey[key] ?? 0));
+  }
+  return [...per.values()];
+}
+
+/** The most calls of one key within any window of `ms` (arrival times in ms). */
+function maxInWindow(times: readonly number[], ms: number): number {
+  const t = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < t.length; i++) {
+    while ((t[i] ?? 0) - (t[j] ?? 0) >= ms) j++;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+interface UpStorm extends Storm {
+  readonly backend_calls: number;
+  readonly fetches_per_instance_median: number;
+  readonly fetches_per_instance_max: number;
+  readonly daemon: UpCounters;
+}
+
+interface UpBurst {
+  readonly guests: number;
+  readonly conns: number;
+  readonly path: string;
+  readonly requests: number;
+  readonly errors: number;
+  readonly mismatches: number;
+  readonly rps: number;
+  readonly p50_us: number;
+  readonly p99_us: number;
+  readonly backend_delay_ms: number;
+  /** Backend calls for the burst's path, per instance: min and max over the guests. */
+  readonly calls_per_instance_min: number;
+  readonly calls_per_instance_max: number;
+  readonly daemon: UpCounters;
+}
+
+interface UpWrk {
+  readonly wrk: WrkResult;
+  readonly backend_calls: number;
+  readonly daemon: UpCounters;
+}
+
+interface UpRound {
+  readonly round: number;
+  readonly baseline: WrkResult;
+  readonly cold: UpStorm;
+  readonly warm: UpStorm;
+  readonly burst: UpBurst;
+  readonly hit: UpWrk;
+  readonly miss: UpWrk;
+  /** Every backend call of the round: how many, how many keys, the most for one key within one TTL. */
+  readonly backend: { readonly calls: number; readonly keys: number; readonly max_per_ttl: number; readonly worst_key: string };
+}
+
+/** The nova backend's view of the lab's instances (their EC2 tree is built from these). */
+function novaInstances(config: LabConfig): Record<string, NovaInstance> {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  const out: Record<string, NovaInstance> = {};
+  for (const inst of config.instances) {
+    const port = inst.ports[0];
+    const keys = Array.isArray(inst['ssh_keys']) ? inst['ssh_keys'].filter((k): k is string => typeof k === 'string') : undefined;
+    const tags = field(inst, 'tags');
+    const userData = str(inst['user_data']);
+    out[inst.id] = {
+      project: str(inst['project']) ?? 'default',
+      hostname: inst.hostname,
+      ...(port ? { mac: port.mac, ipv4: port.ipv4 } : {}),
+      ...(keys ? { ssh_keys: keys } : {}),
+      ...(userData !== undefined ? { user_data: userData } : {}),
+      ...(typeof tags === 'object' && tags !== null
+        ? { tags: Object.fromEntries(Object.entries(tags).filter((e): e is [string, string] => typeof e[1] === 'string')) }
+        : {}),
+    };
+  }
+  return out;
+}
+
+/** Waits until guest 1 is answered through the upstream backend (a path of its own, so no storm path gets cached). */
+async function waitUpstream(ctx: Ctx, d: DaemonProc, round: number): Promise<void> {
+  const until = Date.now() + 15_000;
+  let last = '';
+  for (let k = 0; Date.now() < until && d.running(); k++) {
+    const r = await ctx.lab.curl(1, `${PATH_ID}?ready=${round}-${k}`, { timeoutS: 2 });
+    if (r.status === 200 && r.body === idOf(ctx, 1)) return;
+    last = `status ${r.status} ${r.body.slice(0, 80)} ${r.error.trim()}`;
+    await sleep(100);
+  }
+  throw new Error(`linkgate (upstream backend) is not serving guest 1: ${last} ${d.output().stderr.slice(-400)}`);
+}
+
+/** `guests` guests each open COALESCE_CONNS connections for one same, never asked path at one instant. */
+async function sameBurst(ctx: Ctx, round: number, nova: Nova, socket: string): Promise<UpBurst> {
+  const g = ctx.o.guests;
+  const path = `${PATH_ID}?cold=${round}`;
+  const files = Array.from({ length: g }, (_, k) => join(ctx.dir, `lat-burst-${round}-${k + 1}.bin`));
+  const ids = Array.from({ length: g }, (_, k) => idOf(ctx, k + 1));
+  const gang = await lgloadGang(
+    ctx.lgload,
+    ids.map((id, k) => ({
+      ns: ctx.lab.guest(k + 1).ns,
+      args: [
+        'get',
+        '-c',
+        String(COALESCE_CONNS),
+        '-n',
+        String(COALESCE_CONNS),
+        '-d',
+        '30',
+        '-t',
+        '10000',
+        '-e',
+        id,
+        '-o',
+        files[k] ?? '',
+        path,
+      ],
+    })),
+    30,
+    track(ctx.lab),
+  );
+  await nova.setDelay(COALESCE_DELAY_MS);
+  const c0 = await upCounters(socket);
+  const before = await nova.state();
+  let res: LgloadResult[];
+  try {
+    res = await gang.go();
+  } finally {
+    await nova.setDelay(0);
+  }
+  const after = await nova.state();
+  const c1 = await upCounters(socket);
+  const per = callsPerInstance(ids, before, after, (url) => url === path);
+  const start = Math.min(...res.map((r) => r.start_us));
+  const end = Math.max(...res.map((r) => r.end_us));
+  const requests = res.reduce((a, r) => a + r.requests, 0);
+  const lat = mergeLatencies(files);
+  for (const f of files) rmSync(f, { force: true });
+  return {
+    guests: g,
+    conns: COALESCE_CONNS,
+    path,
+    requests,
+    errors: res.reduce((a, r) => a + r.errors + r.non200, 0),
+    mismatches: res.reduce((a, r) => a + r.mismatches, 0),
+    rps: requests / ((end - start) / 1e6),
+    p50_us: lat.p50,
+    p99_us: lat.p99,
+    backend_delay_ms: COALESCE_DELAY_MS,
+    calls_per_instance_min: Math.min(...per),
+    calls_per_instance_max: Math.max(...per),
+    daemon: upDelta(c0, c1),
+  };
+}
+
+/** One round of the upstream scenarios (see the head of this section). */
+async function upstreamRound(ctx: Ctx, round: number, embedded: Peer, nova: Nova, upConfigPath: string): Promise<UpRound> {
+  const g1 = ctx.lab.guest(1).ns;
+  const wrk = (close: boolean, durationS: number, uniqueTag?: string): Promise<WrkResult> =>
+    runWrk({
+      ns: g1,
+      path: PATH_ID,
+      connections: WRK_CONNS,
+      durationS,
+      close,
+      dir: ctx.dir,
+      headers: SAME_ACCEPT,
+      ...(uniqueTag !== undefined ? { uniqueTag } : {}),
+    });
+
+  // The baseline: the same daemon with the embedded store, new connection per request.
+  await embedded.start();
+  let baseline: WrkResult;
+  try {
+    await wrk(false, 1);
+    baseline = await wrk(true, ctx.o.duration);
+  } finally {
+    await embedded.stop();
+  }
+
+  await nova.setDelay(0);
+  await nova.reset();
+  const socket = ctx.config.admin.socket;
+  const d = await startDaemon(ctx.lab, upConfigPath, { readyTimeoutMs: 120_000 });
+  try {
+    await waitUpstream(ctx, d, round);
+    await wrk(false, 1, `warm${round}`); // warm-up: misses on paths of their own, not counted
+
+    const ids = Array.from({ length: ctx.o.storm }, (_, k) => idOf(ctx, k + 1));
+    const crawlPath = (url: string): boolean => !url.includes('?');
+    const storm = async (tag: string): Promise<UpStorm> => {
+      const c0 = await upCounters(socket);
+      const s0 = await nova.state();
+      const st = await bootStorm(ctx, round, tag);
+      const s1 = await nova.state();
+      const c1 = await upCounters(socket);
+      const per = callsPerInstance(ids, s0, s1, crawlPath);
+      return {
+        ...st,
+        backend_calls: s1.calls - s0.calls,
+        fetches_per_instance_median: median(per),
+        fetches_per_instance_max: Math.max(...per),
+        daemon: upDelta(c0, c1),
+      };
+    };
+    const cold = await storm('upcold');
+    const warm = await storm('upwarm');
+    const burst = await sameBurst(ctx, round, nova, socket);
+
+    const measured = async (close: boolean, uniqueTag?: string): Promise<UpWrk> => {
+      const c0 = await upCounters(socket);
+      const s0 = await nova.state();
+      const w = await wrk(close, ctx.o.duration, uniqueTag);
+      const s1 = await nova.state();
+      const c1 = await upCounters(socket);
+      return { wrk: w, backend_calls: s1.calls - s0.calls, daemon: upDelta(c0, c1) };
+    };
+    await ctx.lab.curl(1, PATH_ID, { timeoutS: 5 }); // cached already by the storms, unless a storm failed there
+    const hit = await measured(true);
+    const miss = await measured(true, `miss${round}`);
+
+    const all = await nova.times();
+    let maxPerTtl = 0;
+    let worst = '';
+    for (const [key, t] of Object.entries(all.times)) {
+      const m = maxInWindow(t, UPSTREAM_TTL_S * 1000);
+      if (m > maxPerTtl) [maxPerTtl, worst] = [m, key];
+    }
+    return {
+      round,
+      baseline,
+      cold,
+      warm,
+      burst,
+      hit,
+      miss,
+      backend: { calls: all.calls, keys: Object.keys(all.times).length, max_per_ttl: maxPerTtl, worst_key: worst },
+    };
+  } finally {
+    await d.stop();
+  }
+}
+
 // ---- the run ---------------------------------------------------------------------------------
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -331,6 +673,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const skipped: string[] = [];
   let registry: RegistryFigures | undefined;
   let scale: DaemonScale | undefined;
+  const upRounds: UpRound[] = [];
   let halfRate = NaN;
 
   const labGuests = Math.max(o.guests, o.storm, 1);
@@ -438,20 +781,125 @@ async function main(argv: readonly string[]): Promise<number> {
       skipped.push(`daemon with ${o.registry} instances (RSS from /proc): ${o.quick ? 'not in --quick' : '--no-daemon-scale'}`);
     }
 
-    // TODO(issue 6, upstream backend): once src/backends/upstream/ lands, run linkgate with
-    // `default_backend: upstream` against a counting stub backend in the hv namespace (cache hits,
-    // misses and coalescing under a storm; backend calls per instance per cache TTL ≤ 1).
-    const upstreamDir = join(repoRoot(), 'src', 'backends', 'upstream');
-    skipped.push(
-      existsSync(upstreamDir)
-        ? 'upstream backend (hits, misses, coalescing, backend calls): TODO — src/backends/upstream exists now, the scenario is not written yet'
-        : 'upstream backend (hits, misses, coalescing, backend calls): TODO — src/backends/upstream does not exist yet',
-    );
+    // Phase 4: the upstream backend against the nova test backend (see "the upstream backend" above).
+    say(`upstream backend: ${o.rounds} round(s), cache_ttl_s ${UPSTREAM_TTL_S}, nova test backend on 127.0.0.1:${NOVA_PORT} in the hv`);
+    const stops: (() => unknown)[] = [];
+    try {
+      const nova = await startNova({ teardown: (fn) => void stops.push(fn) }, lab, {
+        port: NOVA_PORT,
+        secret: NOVA_SECRET,
+        instances: novaInstances(config),
+      });
+      const upConfigPath = join(dir, 'upstream.json');
+      writeFileSync(
+        upConfigPath,
+        JSON.stringify({
+          ...config,
+          backends: { upstream: { url: nova.url, shared_secret: NOVA_SECRET, cache_ttl_s: UPSTREAM_TTL_S } },
+          default_backend: 'upstream',
+        }),
+      );
+      const embedded = peers.find((p) => p.name === 'linkgate');
+      if (embedded === undefined) throw new Error('no linkgate peer');
+      for (let round = 1; round <= o.rounds; round++) {
+        say(`upstream round ${round}/${o.rounds}`);
+        const u = await upstreamRound(ctx, round, embedded, nova, upConfigPath);
+        upRounds.push(u);
+        const put = (scenario: string, s: Sample): void => {
+          record(samples, scenario, 'linkgate', s);
+          say(`  ${scenario}: ${Math.round(s.rps)} req/s, p50 ${fmtUs(s.p50_us)}, p99 ${fmtUs(s.p99_us)}, errors ${s.errors}`);
+        };
+        const fromStorm = (st: UpStorm): Sample => ({
+          round,
+          rps: st.rps,
+          p50_us: st.p50_us,
+          p99_us: st.p99_us,
+          errors: st.errors + st.mismatches,
+          detail: { ...st },
+        });
+        put(UP_SCENARIO.baseline, fromWrk(round, u.baseline));
+        put(UP_SCENARIO.hit, { ...fromWrk(round, u.hit.wrk), detail: { ...u.hit } });
+        put(UP_SCENARIO.miss, { ...fromWrk(round, u.miss.wrk), detail: { ...u.miss } });
+        put(UP_SCENARIO.burst(o.guests), {
+          round,
+          rps: u.burst.rps,
+          p50_us: u.burst.p50_us,
+          p99_us: u.burst.p99_us,
+          errors: u.burst.errors + u.burst.mismatches,
+          detail: { ...u.burst },
+        });
+        put(UP_SCENARIO.cold(o.storm), fromStorm(u.cold));
+        put(UP_SCENARIO.warm(o.storm), fromStorm(u.warm));
+        say(
+          `  backend: ${u.backend.calls} calls for ${u.backend.keys} (instance, path) keys, at most ${u.backend.max_per_ttl} ` +
+            `per key within ${UPSTREAM_TTL_S} s; cold storm ${u.cold.fetches_per_instance_max} fetches per instance at most ` +
+            `(${u.cold.per_guest_requests} req/guest), warm storm ${u.warm.backend_calls}; burst ${u.burst.calls_per_instance_min}–` +
+            `${u.burst.calls_per_instance_max} per instance (${fmtOutcomes(u.burst.daemon)})`,
+        );
+        for (const [what, st] of [
+          ['cold storm', u.cold],
+          ['warm storm', u.warm],
+        ] as const) {
+          say(`  ${what}: ${fmtOutcomes(st.daemon)}`);
+        }
+      }
+    } catch (e) {
+      skipped.push(`upstream backend: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+      say(`  upstream backend failed: ${skipped[skipped.length - 1] ?? ''}`);
+    } finally {
+      for (const stop of stops) await stop();
+    }
   } finally {
     await lab.down();
   }
 
   // ---- summary -------------------------------------------------------------------------------
+  const upSum = (f: (u: UpRound) => number): number => upRounds.reduce((a, u) => a + f(u), 0);
+  const upMed = (f: (u: UpRound) => number): number => median(upRounds.map(f));
+  const upMax = (f: (u: UpRound) => number): number => Math.max(...upRounds.map(f));
+  const upNotes = new Map<string, string>();
+  if (upRounds.length) {
+    const embeddedStorm = median(storms.map((st) => st.rps));
+    const base = upMed((u) => u.baseline.rps);
+    /** The daemon's trouble summed over the rounds, as a note suffix. */
+    const trouble = (f: (u: UpRound) => UpCounters): string => {
+      const sum = Object.fromEntries(UP_KEYS.map((k) => [k, upSum((u) => f(u)[k])])) as unknown as UpCounters;
+      const t = fmtTrouble(sum);
+      return t === '' ? '' : `; ${t}`;
+    };
+    const hit = upMed((u) => u.hit.wrk.rps);
+    const burstOut = upRounds.map((u) => u.burst.daemon);
+    upNotes.set(UP_SCENARIO.baseline, 'same daemon, embedded store, before each upstream round');
+    upNotes.set(
+      UP_SCENARIO.hit,
+      `${fmtRatio(hit / base)} the embedded store; ${upSum((u) => u.hit.backend_calls)} backend calls for ${upSum((u) => u.hit.wrk.requests)} req`,
+    );
+    upNotes.set(
+      UP_SCENARIO.miss,
+      `${(upSum((u) => u.miss.backend_calls) / upSum((u) => u.miss.wrk.requests)).toFixed(2)} backend calls/req; ` +
+        `${fmtRatio(upMed((u) => u.miss.wrk.rps) / hit)} the hit rate`,
+    );
+    upNotes.set(
+      UP_SCENARIO.burst(o.guests),
+      `backend ${COALESCE_DELAY_MS} ms; ${Math.min(...upRounds.map((u) => u.burst.calls_per_instance_min))}–` +
+        `${upMax((u) => u.burst.calls_per_instance_max)} backend calls/instance; ` +
+        `${burstOut.reduce((a, c) => a + c.miss, 0)} miss, ${burstOut.reduce((a, c) => a + c.coalesced, 0)} coalesced, ` +
+        `${burstOut.reduce((a, c) => a + c.hit, 0)} hit`,
+    );
+    upNotes.set(
+      UP_SCENARIO.cold(o.storm),
+      `${upMed((u) => u.cold.per_guest_requests)} req/guest, total ${upMed((u) => u.cold.total_s).toFixed(2)} s; ` +
+        `≤ ${upMax((u) => u.cold.fetches_per_instance_max)} backend fetches/instance; ` +
+        `${fmtRatio(upMed((u) => u.cold.rps) / embeddedStorm)} the embedded storm` +
+        trouble((u) => u.cold.daemon),
+    );
+    upNotes.set(
+      UP_SCENARIO.warm(o.storm),
+      `total ${upMed((u) => u.warm.total_s).toFixed(2)} s; ${upSum((u) => u.warm.backend_calls)} backend calls, ` +
+        `${upSum((u) => u.warm.daemon.hit)} hits; ${fmtRatio(upMed((u) => u.warm.rps) / embeddedStorm)} the embedded storm` +
+        trouble((u) => u.warm.daemon),
+    );
+  }
   const rows: Row[] = [];
   for (const [scenario, byPeer] of samples) {
     for (const peer of PEERS) {
@@ -470,6 +918,8 @@ async function main(argv: readonly string[]): Promise<number> {
         if (st) notes.push(`${st.per_guest_requests} req/guest, total ${st.total_s.toFixed(2)} s`);
       }
       if (scenario.includes('half load')) notes.push(`open loop at ${halfRate} req/s, incl. handshake`);
+      const upNote = upNotes.get(scenario);
+      if (upNote !== undefined) notes.push(upNote);
       rows.push({
         scenario,
         peer,
@@ -544,10 +994,17 @@ async function main(argv: readonly string[]): Promise<number> {
       met: scale ? scale.rss_mb < 200 : registry ? registry.rss_delta_mb < 200 : undefined,
     },
     {
-      what: 'upstream backend: ≤ 1 backend fetch per instance per cache TTL',
+      what: `upstream backend: ≤ 1 backend fetch per instance per cache TTL (${o.storm}-guest storm)`,
       goal: '≤ 1',
-      measured: 'not measured (TODO: upstream backend)',
-      met: undefined,
+      measured: upRounds.length
+        ? `max ${upMax((u) => u.backend.max_per_ttl)} per (instance, path) in any ${UPSTREAM_TTL_S} s window, over all ` +
+          `${upSum((u) => u.backend.calls)} backend calls; cold storm ${upMax((u) => u.cold.fetches_per_instance_max)} ` +
+          `fetches/instance for ${upMed((u) => u.cold.per_guest_requests)} paths, warm storm ${upSum((u) => u.warm.backend_calls)}` +
+          (upSum((u) => u.cold.errors + u.warm.errors) > 0
+            ? ` (guest errors: cold ${upSum((u) => u.cold.errors)}, warm ${upSum((u) => u.warm.errors)}; a refused path is not cached: the next storm fetches it)`
+            : '')
+        : 'not measured (see skipped)',
+      met: upRounds.length ? upMax((u) => u.backend.max_per_ttl) <= 1 : undefined,
     },
   ];
 
@@ -561,6 +1018,32 @@ async function main(argv: readonly string[]): Promise<number> {
           (s, i) =>
             `| ${i + 1} | ${s.guests} | ${s.requests} | ${s.total_s.toFixed(2)} s | ${Math.round(s.rps)} | ${s.finish_median_s.toFixed(2)} s | ` +
             `${s.finish_max_s.toFixed(2)} s | ${s.slowest_over_median.toFixed(2)}× | ${fmtUs(s.p50_us)} | ${fmtUs(s.p99_us)} | ${s.errors + s.mismatches} |`,
+        ),
+      ],
+    });
+  }
+  if (upRounds.length) {
+    const storm = median(storms.map((st) => st.rps));
+    extras.push({
+      title: `Upstream backend: linkgate → nova test backend, cache_ttl_s ${UPSTREAM_TTL_S}`,
+      lines: [
+        `Every instance \`backend: upstream\` (\`default_backend: upstream\`); the backend is test/helpers/nova-server.mjs on ` +
+          `127.0.0.1:${NOVA_PORT} in the hv namespace (checks the HMAC signature, answers an EC2 tree, counts every call and ` +
+          `its arrival time). Each round: a fresh daemon (empty cache) and fresh counts; the backend answers at once, except ` +
+          `${COALESCE_DELAY_MS} ms during the same-path burst. wrk rows: guest 1, -c${WRK_CONNS}, new connection per request; ` +
+          `storms: lgload crawl as in the boot storm (the cold one right after start, the warm one right after it).`,
+        '',
+        '| round | embedded req/s | hit req/s | hit ÷ embedded | miss req/s | backend calls/miss | burst: calls/instance | burst: miss/coalesced/hit | ' +
+          'cold storm | warm storm | cold ÷ embedded storm | backend calls | keys | max per key per TTL |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        ...upRounds.map(
+          (u) =>
+            `| ${u.round} | ${Math.round(u.baseline.rps)} | ${Math.round(u.hit.wrk.rps)} | ${fmtRatio(u.hit.wrk.rps / u.baseline.rps)} | ` +
+            `${Math.round(u.miss.wrk.rps)} | ${(u.miss.backend_calls / u.miss.wrk.requests).toFixed(2)} | ` +
+            `${u.burst.calls_per_instance_min}–${u.burst.calls_per_instance_max} | ${u.burst.daemon.miss}/${u.burst.daemon.coalesced}/${u.burst.daemon.hit} | ` +
+            `${u.cold.total_s.toFixed(2)} s, ${Math.round(u.cold.rps)} req/s, ${u.cold.errors + u.cold.mismatches} err | ` +
+            `${u.warm.total_s.toFixed(2)} s, ${Math.round(u.warm.rps)} req/s, ${u.warm.errors + u.warm.mismatches} err | ` +
+            `${fmtRatio(u.cold.rps / storm)} | ${u.backend.calls} | ${u.backend.keys} | ${u.backend.max_per_ttl} |`,
         ),
       ],
     });
@@ -599,6 +1082,9 @@ async function main(argv: readonly string[]): Promise<number> {
         storms,
         registry,
         daemon_scale: scale,
+        upstream: upRounds.length
+          ? { cache_ttl_s: UPSTREAM_TTL_S, burst_backend_delay_ms: COALESCE_DELAY_MS, burst_conns: COALESCE_CONNS, rounds: upRounds }
+          : undefined,
         rss_kb: Object.fromEntries(rss),
         samples: Object.fromEntries([...samples].map(([k, v]) => [k, Object.fromEntries(v)])),
         elapsed_s: (Date.now() - started) / 1000,

@@ -79,6 +79,20 @@ script_counts = function()
 end
 `;
 
+/**
+ * Every request a path of its own (`PATH?miss=TAG-N`): each one a cache miss of the upstream
+ * backend, the first fetch of that (instance, path). The counter is per wrk thread (-t1: one).
+ */
+const UNIQUE_LUA = `
+n = 0
+request = function()
+  n = n + 1
+  local h = { ["Connection"] = CONN }
+  for k, v in pairs(HEADERS) do h[k] = v end
+  return wrk.format("GET", PATH .. "?miss=" .. TAG .. "-" .. n, h)
+end
+`;
+
 export interface WrkOptions {
   readonly ns: string;
   readonly path: string;
@@ -88,6 +102,10 @@ export interface WrkOptions {
   readonly close: boolean;
   /** IMDSv2: token PUT + GET pairs. */
   readonly imdsv2?: boolean;
+  /** Every request its own path: `<path>?miss=<uniqueTag>-<n>` (the tag keeps runs apart). */
+  readonly uniqueTag?: string;
+  /** Extra request headers (not with imdsv2). */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Where the Lua scripts are written. */
   readonly dir: string;
 }
@@ -106,10 +124,18 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   const conn = o.close ? 'close' : 'keep-alive';
   let lua = DONE_LUA;
   if (o.imdsv2 === true) lua = `CONN = "${conn}"\nPATH = "${o.path}"\n${IMDSV2_LUA}\n${DONE_LUA}`;
-  const script = join(o.dir, o.imdsv2 === true ? `imdsv2-${conn}.lua` : 'done.lua');
+  else if (o.uniqueTag !== undefined) {
+    const headers = Object.entries(o.headers ?? {})
+      .map(([k, v]) => `[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)
+      .join(', ');
+    lua = `CONN = "${conn}"\nPATH = "${o.path}"\nTAG = "${o.uniqueTag}"\nHEADERS = { ${headers} }\n${UNIQUE_LUA}\n${DONE_LUA}`;
+  }
+  const scripted = o.imdsv2 === true || o.uniqueTag !== undefined;
+  const script = join(o.dir, o.imdsv2 === true ? `imdsv2-${conn}.lua` : o.uniqueTag !== undefined ? `unique-${conn}.lua` : 'done.lua');
   writeFileSync(script, lua);
   const argv = ['wrk', '-t1', `-c${o.connections}`, `-d${o.durationS}s`, '--timeout', '5s', '-s', script];
-  if (o.close && o.imdsv2 !== true) argv.push('-H', 'Connection: close');
+  if (o.close && !scripted) argv.push('-H', 'Connection: close');
+  if (!scripted) for (const [k, v] of Object.entries(o.headers ?? {})) argv.push('-H', `${k}: ${v}`);
   argv.push(`http://169.254.169.254${o.path}`);
   const before = await activeOpens(o.ns);
   const r = await runRaw(inNetns(o.ns, argv), { timeoutMs: (o.durationS + 20) * 1000 });

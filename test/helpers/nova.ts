@@ -6,15 +6,32 @@ import type { Lab } from '../../src/lab/lab.js';
 import type { Teardownable } from './net.js';
 import { hvProcess } from './service.js';
 
+/** An instance nova knows; the optional fields fill its EC2 tree under /latest/ (nova-server.mjs). */
+export interface NovaInstance {
+  readonly project: string;
+  readonly hostname?: string;
+  readonly mac?: string;
+  readonly ipv4?: string;
+  readonly ssh_keys?: readonly string[];
+  readonly user_data?: string;
+  readonly tags?: Readonly<Record<string, string>>;
+}
+
 export interface NovaOptions {
   readonly port: number;
   readonly secret: string;
-  readonly instances: Readonly<Record<string, { project: string }>>;
+  readonly instances: Readonly<Record<string, NovaInstance>>;
 }
 
 export interface NovaState {
   readonly calls: number;
+  /** Calls per `<instance id> <url>`. */
   readonly byKey: Readonly<Record<string, number>>;
+}
+
+export interface NovaTimes extends NovaState {
+  /** Per key as in byKey: when each call arrived (ms, the server's monotonic clock). */
+  readonly times: Readonly<Record<string, readonly number[]>>;
 }
 
 export interface Nova {
@@ -23,6 +40,10 @@ export interface Nova {
   /** Calls for (instance id, url) so far. */
   callsFor(id: string, url: string): Promise<number>;
   setDelay(ms: number): Promise<void>;
+  /** Counts and arrival times of every call since the start or the last reset. */
+  times(): Promise<NovaTimes>;
+  /** Counts (and times) from 0 again. */
+  reset(): Promise<void>;
   /** SIGKILL (by PID) and wait: the backend is down. */
   stop(): Promise<void>;
   /** Started again on the same port (counts start from 0). */
@@ -56,6 +77,8 @@ export async function startNova(t: Teardownable, lab: Lab, opts: NovaOptions): P
     state: () => ask({ cmd: 'calls' }),
     callsFor: async (id, url) => (await ask({ cmd: 'calls' })).byKey[`${id} ${url}`] ?? 0,
     setDelay: async (ms) => void (await ask({ cmd: 'delay', ms })),
+    times: async () => (await ask({ cmd: 'times' })) as NovaTimes,
+    reset: async () => void (await ask({ cmd: 'reset' })),
     stop,
     restart: async () => {
       await stop();

@@ -59,7 +59,17 @@ t.test('bench --quick produces the results table', { skip: isRoot ? false : 'nee
   t.ok(has('boot storm, 3 guests', 'linkgate'), 'row: boot storm');
   t.match(md, /## Targets/);
   t.match(md, /Registry scale: 1,000 instances/);
-  t.match(md, /upstream backend .*TODO/);
+  for (const scenario of [
+    'upstream: embedded-store baseline, new conn',
+    'upstream: cache hit, new conn',
+    'upstream: cache miss, new conn',
+    'upstream: 2 guests × 16 same path, cold',
+    'upstream: cold storm, 3 guests',
+    'upstream: warm storm, 3 guests',
+  ]) {
+    t.ok(has(scenario, 'linkgate'), `row: ${scenario}`);
+  }
+  t.match(md, /\| upstream backend: ≤ 1 backend fetch per instance per cache TTL .*\| (yes|NO) +\|/, 'upstream target measured');
   t.match(md, /Machine: \d+ CPUs/);
 
   const json = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as { rows?: unknown[]; machine?: { commit?: unknown } };
