@@ -27,8 +27,12 @@ import { cacheKey, ResponseCache, type Fetched } from './cache.js';
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
 /** Bytes of cached answers, all instances together. */
 export const CACHE_MAX_BYTES = 64 * 1024 * 1024;
-/** Requests waiting for a connection, per connection allowed; more get 503 at once. */
-const QUEUE_PER_CONNECTION = 8;
+/**
+ * Requests in flight or waiting for a connection, per connection allowed; more get 503 at once.
+ * A boot storm has one cold request per booting guest at the same instant: 16 connections × 64
+ * lets 1,024 wait (each waits at most timeout_ms) rather than refusing a 200-guest storm.
+ */
+const QUEUE_PER_CONNECTION = 64;
 /** Consecutive failures that open the circuit, and how long it stays open. */
 export const BREAKER = { failures: 5, openMs: 2000 } as const;
 
