@@ -308,13 +308,9 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     (void)r;
   }
 
-  bool Running(Napi::Env env) {
-    if (!thread_.joinable()) {
-      Napi::Error::New(env, "fast path is closed").ThrowAsJavaScriptException();
-      return false;
-    }
-    return true;
-  }
+  // False once closed: calls after close() do nothing (a registry change during shutdown must not
+  // throw into its emitter); a listener fd passed then is closed.
+  bool Running(Napi::Env) { return thread_.joinable(); }
 
   static bool FdArg(const Napi::CallbackInfo& info, size_t i, int* fd) {
     if (info.Length() <= i || !info[i].IsNumber()) {
@@ -347,7 +343,11 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   // addListener(fd): the loop accepts on it from now on, and closes it on removeListener/close.
   Napi::Value AddListener(const Napi::CallbackInfo& info) {
     int fd;
-    if (!FdArg(info, 0, &fd) || !Running(info.Env())) return info.Env().Undefined();
+    if (!FdArg(info, 0, &fd)) return info.Env().Undefined();
+    if (!Running(info.Env())) {
+      close(fd);
+      return info.Env().Undefined();
+    }
     Cmd c(CmdType::AddListener);
     c.fd = fd;
     Push(std::move(c));
@@ -367,7 +367,8 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   Napi::Value Put(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t mark;
-    if (!MarkArg(info, 0, &mark) || !Running(env)) return env.Undefined();
+    if (!MarkArg(info, 0, &mark)) return env.Undefined();
+    if (!Running(env)) return Napi::Boolean::New(env, false);
     if (info.Length() < 5 || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsString() || !info[4].IsBuffer()) {
       Napi::TypeError::New(env, "put(mark, flags, target, head, body: Buffer)").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -415,8 +416,8 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     Napi::Env env = info.Env();
     int fd;
     uint32_t mark;
-    if (!FdArg(info, 0, &fd) || !MarkArg(info, 1, &mark) || !Running(env)) return env.Undefined();
-    if (stopped_.load()) return Napi::Boolean::New(env, false);
+    if (!FdArg(info, 0, &fd) || !MarkArg(info, 1, &mark)) return env.Undefined();
+    if (!Running(env) || stopped_.load()) return Napi::Boolean::New(env, false);
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return Napi::Boolean::New(env, false);
     Cmd c(CmdType::Adopt);

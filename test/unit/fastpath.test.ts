@@ -217,3 +217,22 @@ t.test('the loop on loopback: answers what was put, hands over the rest, adopts,
   });
   t.equal(refused, 'ECONNREFUSED', 'stopped: the listener is closed');
 });
+
+t.test('after close(): calls do nothing and throw nothing', async (t) => {
+  const loop = new native.FastPath({
+    handoff: () => undefined,
+    maxHeaderBytes: MAX,
+    headerTimeoutMs: 1000,
+    keepAliveTimeoutMs: 1000,
+    keepAliveSuffix: '\r\n',
+    closeSuffix: '\r\n',
+    timeoutResponse: '',
+    cacheBytes: 1024,
+  });
+  loop.close();
+  loop.close();
+  t.equal(loop.put(1, 0, '/', 'x', Buffer.from('y')), false);
+  t.equal(loop.adopt(0, 1), false);
+  t.doesNotThrow(() => loop.change([1], [2]));
+  t.doesNotThrow(() => loop.stop());
+});
