@@ -95,14 +95,21 @@ function record(all: Samples, scenario: string, peer: PeerName, s: Sample): void
   l.push(s);
 }
 
-const fromWrk = (round: number, w: WrkResult): Sample => ({
+/** One measurement as a Sample: its rate and percentiles, `errors`, everything else as detail. */
+const sampleOf = (
+  round: number,
+  m: { readonly rps: number; readonly p50_us: number; readonly p99_us: number },
+  errors: number,
+): Sample => ({
   round,
-  rps: w.rps,
-  p50_us: w.p50_us,
-  p99_us: w.p99_us,
-  errors: w.socket_errors + w.status_errors,
-  detail: { ...w },
+  rps: m.rps,
+  p50_us: m.p50_us,
+  p99_us: m.p99_us,
+  errors,
+  detail: { ...m },
 });
+
+const fromWrk = (round: number, w: WrkResult): Sample => sampleOf(round, w, w.socket_errors + w.status_errors);
 
 function lineOf(peer: PeerName, scenario: string, s: Sample): string {
   const extra = Object.entries(s.detail)
@@ -710,14 +717,7 @@ async function main(argv: readonly string[]): Promise<number> {
             put('IMDSv2 token PUT + GET', fromWrk(round, v2));
             const st = await bootStorm(ctx, round);
             storms.push(st);
-            put(`boot storm, ${o.storm} guests`, {
-              round,
-              rps: st.rps,
-              p50_us: st.p50_us,
-              p99_us: st.p99_us,
-              errors: st.errors + st.mismatches,
-              detail: { ...st },
-            });
+            put(`boot storm, ${o.storm} guests`, sampleOf(round, st, st.errors + st.mismatches));
           }
           let l = rss.get(peer.name);
           if (l === undefined) rss.set(peer.name, (l = []));
@@ -809,14 +809,7 @@ async function main(argv: readonly string[]): Promise<number> {
           record(samples, scenario, 'linkgate', s);
           say(`  ${scenario}: ${Math.round(s.rps)} req/s, p50 ${fmtUs(s.p50_us)}, p99 ${fmtUs(s.p99_us)}, errors ${s.errors}`);
         };
-        const fromStorm = (st: UpStorm): Sample => ({
-          round,
-          rps: st.rps,
-          p50_us: st.p50_us,
-          p99_us: st.p99_us,
-          errors: st.errors + st.mismatches,
-          detail: { ...st },
-        });
+        const fromStorm = (st: UpStorm): Sample => sampleOf(round, st, st.errors + st.mismatches);
         put(UP_SCENARIO.baseline, fromWrk(round, u.baseline));
         put(UP_SCENARIO.hit, { ...fromWrk(round, u.hit.wrk), detail: { ...u.hit } });
         put(UP_SCENARIO.miss, { ...fromWrk(round, u.miss.wrk), detail: { ...u.miss } });

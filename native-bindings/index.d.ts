@@ -26,63 +26,13 @@ export declare function getIpTtl(fd: number): number;
  */
 export declare function listenTcp(address: string, port: number, ifname: string, backlog: number): number;
 
-export interface FastPathOptions {
-  /**
-   * Called on the JavaScript thread when the loop gives a connection up: JavaScript owns `fd`
-   * from then on. `state`: bit 1 its mark was unbound since it was accepted (stale), bit 2 close
-   * once `out` is written. `out`: bytes of an answer
-   * still to write, before anything else; `rest`: bytes already read, to parse first.
-   */
-  handoff(fd: number, mark: number, state: number, out: Buffer | undefined, rest: Buffer | undefined): void;
-  maxHeaderBytes: number;
-  /** Nothing answered within this time of accepting: `timeoutResponse`, then closed (0: never). */
-  headerTimeoutMs: number;
-  /** Idle this long after an answer: closed (0: never). */
-  keepAliveTimeoutMs: number;
-  /** Appended after the Date header when the connection stays open / closes; each ends with the blank line. */
-  keepAliveSuffix: string;
-  closeSuffix: string;
-  timeoutResponse: string;
-  /** Bytes of answers the cache may hold. */
-  cacheBytes: number;
-}
+// The native serving loop (src/fastpath.cc): its options, counts and methods are the pipeline's
+// NativeLoop contract (src/pipeline/fastpath.ts), which documents them.
+import type { NativeLoop, NativeLoopOptions, NativeLoopStats } from '../src/pipeline/fastpath.js';
 
-export interface FastPathStats {
-  accepted: number;
-  answered: number;
-  handedOff: number;
-  adopted: number;
-  timedOut: number;
-  open: number;
-  entries: number;
-  cacheBytes: number;
-}
-
-/** The native serving loop (src/fastpath.cc): its own thread and epoll. */
-export declare class FastPath {
-  constructor(options: FastPathOptions);
-  /** The loop accepts on `fd` from now on (and closes it on removeListener/stop/close). */
-  addListener(fd: number): void;
-  removeListener(fd: number): void;
-  /**
-   * The answer to `GET target` with header flags `flags` on a connection marked `mark`: `head` is
-   * the status line and headers up to Content-Length (the loop adds Date and Connection). False
-   * when over the cache budget.
-   */
-  put(mark: number, flags: number, target: string, head: string, body: Buffer): boolean;
-  /**
-   * Forgets the answers of `unbound` and `drop` marks (every answer when `drop` is absent);
-   * connections of `unbound` marks go to JavaScript (stale) on their next request.
-   */
-  change(unbound: readonly number[], drop?: readonly number[]): void;
-  /** Takes a duplicate of an idle keep-alive connection's fd (the caller closes its own); false if not taken. */
-  adopt(fd: number, mark: number): boolean;
-  /** Stops accepting; idle connections closed, those with bytes waiting handed over. */
-  stop(): void;
-  /** Ends the thread. */
-  close(): void;
-  stats(): FastPathStats;
-}
+export type FastPathOptions = NativeLoopOptions;
+export type FastPathStats = NativeLoopStats;
+export declare const FastPath: new (options: FastPathOptions) => NativeLoop;
 
 /** What the loop makes of one request (tests compare it with src/pipeline/fastpath.ts). */
 export declare function parseFastPath(

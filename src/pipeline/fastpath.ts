@@ -38,14 +38,27 @@ export function fastPathFlags(req: LeanRequest): number {
   return flags;
 }
 
-/** The addon's FastPath (see native-bindings/index.d.ts), as the pipeline uses it. */
+/** The addon's FastPath (native-bindings/src/fastpath.cc): one thread, one epoll. */
 export interface NativeLoop {
+  /** The loop accepts on `fd` from now on (and closes it on removeListener/stop/close). */
   addListener(fd: number): void;
   removeListener(fd: number): void;
+  /**
+   * The answer to `GET target` with header flags `flags` on a connection marked `mark`: `head` is
+   * the status line and headers up to Content-Length (the loop adds Date and Connection). False
+   * when over the cache budget (or closed).
+   */
   put(mark: number, flags: number, target: string, head: string, body: Buffer): boolean;
+  /**
+   * Forgets the answers of `unbound` and `drop` marks (every answer when `drop` is absent);
+   * connections of `unbound` marks go to JavaScript (stale) on their next request.
+   */
   change(unbound: readonly number[], drop?: readonly number[]): void;
+  /** Takes a duplicate of an idle keep-alive connection's fd (the caller closes its own); false if not taken. */
   adopt(fd: number, mark: number): boolean;
+  /** Stops accepting; idle connections closed, those with bytes waiting handed over. */
   stop(): void;
+  /** Ends the thread; every later call does nothing. */
   close(): void;
   stats(): NativeLoopStats;
 }
@@ -68,15 +81,25 @@ export interface NativeLoopStats {
   cacheBytes: number;
 }
 
-/** What the addon's constructor takes (native-bindings/index.d.ts FastPathOptions). */
+/** What the addon's constructor takes. */
 export interface NativeLoopOptions {
+  /**
+   * Called on the JavaScript thread when the loop gives a connection up: JavaScript owns `fd`
+   * from then on. `state`: HANDOFF_STALE (its mark was unbound since it was accepted),
+   * HANDOFF_CLOSE_AFTER (close once `out` is written). `out`: bytes of an answer still to write,
+   * before anything else; `rest`: bytes already read, to parse first.
+   */
   handoff(fd: number, mark: number, state: number, out: Buffer | undefined, rest: Buffer | undefined): void;
   maxHeaderBytes: number;
+  /** Nothing answered within this time of accepting: `timeoutResponse`, then closed (0: never). */
   headerTimeoutMs: number;
+  /** Idle this long after an answer: closed (0: never). */
   keepAliveTimeoutMs: number;
+  /** Appended after the Date header when the connection stays open / closes; each ends with the blank line. */
   keepAliveSuffix: string;
   closeSuffix: string;
   timeoutResponse: string;
+  /** Bytes of answers the cache may hold. */
   cacheBytes: number;
 }
 

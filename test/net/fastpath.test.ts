@@ -5,23 +5,14 @@
 import t, { type Test } from 'tap';
 import { adminGet, adminRequest, withServedLab } from '../helpers/net.js';
 import type { Lab, LabInstance } from '../../src/lab/lab.js';
+import type { NativeLoopStats } from '../../src/pipeline/fastpath.js';
 
 const ID = '/latest/meta-data/instance-id';
 const HOST = '/latest/meta-data/hostname';
 
-interface FastStats {
-  accepted: number;
-  answered: number;
-  handedOff: number;
-  adopted: number;
-  timedOut: number;
-  open: number;
-  entries: number;
-}
-
-async function fastStats(sock: string): Promise<FastStats | undefined> {
+async function fastStats(sock: string): Promise<NativeLoopStats | undefined> {
   const r = await adminGet(sock, '/v1/stats');
-  return (r.body as { pipeline?: { fastPath?: FastStats } }).pipeline?.fastPath;
+  return (r.body as { pipeline?: { fastPath?: NativeLoopStats } }).pipeline?.fastPath;
 }
 
 /** A lab whose guest 1 is registered through the admin API (so the API may change and remove it). */
