@@ -380,8 +380,9 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     auto body = info[4].As<Napi::Buffer<char>>();
     entry->body.assign(body.Data(), body.Length());
     size_t size = entry->head.size() + entry->body.size() + target.size() + 64;
-    // The budget is checked against what the loop holds (puts still queued are not counted).
-    if (cacheBytes_.load() + size > cacheBudget_) return Napi::Boolean::New(env, false);
+    // Over the budget, the loop makes room by forgetting the marks cached longest ago; one answer
+    // bigger than an eighth of it is not cached at all.
+    if (size > cacheBudget_ / 8) return Napi::Boolean::New(env, false);
     Cmd c(CmdType::Put);
     c.key = KeyOf(mark, static_cast<uint8_t>(flags), target.data(), target.size());
     c.entry = std::move(entry);
@@ -449,6 +450,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     o.Set("open", Napi::Number::New(env, static_cast<double>(open_.load())));
     o.Set("entries", Napi::Number::New(env, static_cast<double>(entries_.load())));
     o.Set("cacheBytes", Napi::Number::New(env, static_cast<double>(cacheBytes_.load())));
+    o.Set("evicted", Napi::Number::New(env, static_cast<double>(evicted_.load())));
     return o;
   }
 
@@ -528,13 +530,31 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           // Commands apply in the order JavaScript made them: a put made before a change is
           // emptied by it, one made after reflects the registry after it.
           size_t size = c.entry->head.size() + c.entry->body.size() + c.key.size() + 64;
+          uint32_t mark = MarkOfKey(c.key);
+          while (cacheBytes_.load() + size > cacheBudget_ && !markOrder_.empty()) {
+            uint32_t oldest = markOrder_.front();
+            markOrder_.pop_front();
+            if (oldest == mark) continue;  // not the one being filled (it goes back at the end)
+            if (keysByMark_.count(oldest) != 0) evicted_++;
+            DropMark(oldest);
+          }
           if (cacheBytes_.load() + size > cacheBudget_) break;
+          if (keysByMark_.count(mark) == 0) {
+            markOrder_.push_back(mark);
+            // Marks dropped by changes linger in the order; sweep them out now and then.
+            if (markOrder_.size() > 2 * keysByMark_.size() + 1024) {
+              std::deque<uint32_t> live;
+              for (uint32_t m : markOrder_)
+                if (keysByMark_.count(m) != 0 || m == mark) live.push_back(m);
+              markOrder_.swap(live);
+            }
+          }
           auto it = cache_.find(c.key);
           if (it != cache_.end()) {
             cacheBytes_ -= it->second->head.size() + it->second->body.size() + it->first.size() + 64;
             it->second = std::move(c.entry);
           } else {
-            keysByMark_[MarkOfKey(c.key)].push_back(c.key);
+            keysByMark_[mark].push_back(c.key);
             cache_.emplace(std::move(c.key), std::move(c.entry));
           }
           cacheBytes_ += size;
@@ -545,6 +565,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           if (c.all) {
             cache_.clear();
             keysByMark_.clear();
+            markOrder_.clear();
             cacheBytes_ = 0;
           } else {
             for (uint32_t m : c.marks) DropMark(m);
@@ -815,13 +836,14 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   char* buf_ = nullptr;
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
   std::unordered_map<uint32_t, std::vector<std::string>> keysByMark_;
+  std::deque<uint32_t> markOrder_;  // marks in the order their first answer was cached
   std::vector<Conn> conns_;
   std::vector<int> listeners_;
   bool stopping_ = false;
   time_t dateSecond_ = 0;
   std::string date_;
 
-  std::atomic<uint64_t> accepted_{0}, answered_{0}, handedOff_{0}, adopted_{0}, timedOut_{0};
+  std::atomic<uint64_t> accepted_{0}, answered_{0}, handedOff_{0}, adopted_{0}, timedOut_{0}, evicted_{0};
   std::atomic<int64_t> open_{0};
   std::atomic<size_t> entries_{0};
   std::atomic<size_t> cacheBytes_{0};

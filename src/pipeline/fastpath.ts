@@ -45,8 +45,9 @@ export interface NativeLoop {
   removeListener(fd: number): void;
   /**
    * The answer to `GET target` with header flags `flags` on a connection marked `mark`: `head` is
-   * the status line and headers up to Content-Length (the loop adds Date and Connection). False
-   * when over the cache budget (or closed).
+   * the status line and headers up to Content-Length (the loop adds Date and Connection). Over
+   * the cache budget, the loop forgets the marks cached longest ago. False when the answer alone
+   * is over an eighth of the budget (or the loop is closed).
    */
   put(mark: number, flags: number, target: string, head: string, body: Buffer): boolean;
   /**
@@ -79,6 +80,8 @@ export interface NativeLoopStats {
   /** Cached answers, and their bytes. */
   entries: number;
   cacheBytes: number;
+  /** Marks whose answers were forgotten to make room (the oldest first). */
+  evicted: number;
 }
 
 /** What the addon's constructor takes. */

@@ -377,6 +377,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   /** Per mark, the roots already pre-rendered (forgotten when the mark's instance changes). */
   const warmed = new Map<number, Set<string>>();
   const WARM_MAX = 512;
+  const WARM_MARKS = 4096;
   /** A target whose raw form is its path: plain printable ASCII, nothing to decode, no query. */
   const PLAIN_TARGET = /^\/[\x21-\x7e]*$/;
 
@@ -395,7 +396,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     if (set === undefined) return;
     let roots = warmed.get(ident.mark);
     if (roots?.has(set.root)) return;
-    if (roots === undefined) warmed.set(ident.mark, (roots = new Set()));
+    if (roots === undefined) {
+      warmed.set(ident.mark, (roots = new Set()));
+      // About as many marks as the loop's cache holds trees of (it forgets the oldest when full):
+      // past that, the oldest may be warmed again.
+      if (warmed.size > WARM_MARKS) warmed.delete(warmed.keys().next().value as number);
+    }
     roots.add(set.root);
     const now = Date.now();
     for (const target of set.targets) {

@@ -203,7 +203,14 @@ t.test('the loop on loopback: answers what was put, hands over the rest, adopts,
   t.match(await exchange('GET /hit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 404 /, 'after change: a miss');
   const st = loop.stats();
   t.ok(st.accepted >= 4 && st.answered >= 3 && st.handedOff >= 3, JSON.stringify(st));
-  t.equal(loop.put(0, 0, '/big', 'x', Buffer.alloc(2 << 20)), false, 'over the cache budget: refused');
+  t.equal(loop.put(0, 0, '/big', 'x', Buffer.alloc(200 << 10)), false, 'one answer over an eighth of the budget: refused');
+  // Filling past the budget forgets the marks cached longest ago, whole.
+  for (let m = 1; m <= 12; m++) for (let k = 0; k < 4; k++) t.ok(loop.put(m, 0, `/m${m}/${k}`, 'h', Buffer.alloc(30 << 10)));
+  await new Promise((r) => setTimeout(r, 100));
+  const full = loop.stats();
+  t.ok(full.cacheBytes <= 1 << 20, `within the budget (${full.cacheBytes})`);
+  t.ok(full.evicted >= 4, `oldest marks forgotten (${full.evicted})`);
+  t.equal(full.entries % 4, 0, 'whole marks at a time');
 
   loop.stop();
   await new Promise((r) => setTimeout(r, 50));
