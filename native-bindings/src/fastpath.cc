@@ -490,10 +490,11 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     buf_ = nullptr;
   }
 
-  bool IsListener(int fd) const {
-    for (int l : listeners_)
-      if (l == fd) return true;
-    return false;
+  bool IsListener(int fd) const { return fd >= 0 && static_cast<size_t>(fd) < isListener_.size() && isListener_[static_cast<size_t>(fd)] != 0; }
+
+  void MarkListener(int fd, bool on) {
+    if (isListener_.size() <= static_cast<size_t>(fd)) isListener_.resize(static_cast<size_t>(fd) + 64, 0);
+    isListener_[static_cast<size_t>(fd)] = on ? 1 : 0;
   }
 
   // Applies queued commands; true on Quit.
@@ -513,13 +514,19 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           epoll_event e{};
           e.events = EPOLLIN;
           e.data.fd = c.fd;
-          if (epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &e) == 0) listeners_.push_back(c.fd);
+          if (epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &e) == 0) {
+            listeners_.push_back(c.fd);
+            MarkListener(c.fd, true);
+          } else {
+            close(c.fd);
+          }
           break;
         }
         case CmdType::RemoveListener:
           for (size_t i = 0; i < listeners_.size(); i++) {
             if (listeners_[i] == c.fd) {
               epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+              MarkListener(c.fd, false);
               close(c.fd);
               listeners_.erase(listeners_.begin() + static_cast<long>(i));
               break;
@@ -588,6 +595,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           stopping_ = true;
           for (int l : listeners_) {
             epoll_ctl(ep_, EPOLL_CTL_DEL, l, nullptr);
+            MarkListener(l, false);
             close(l);
           }
           listeners_.clear();
@@ -839,6 +847,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   std::deque<uint32_t> markOrder_;  // marks in the order their first answer was cached
   std::vector<Conn> conns_;
   std::vector<int> listeners_;
+  std::vector<uint8_t> isListener_;  // by fd
   bool stopping_ = false;
   time_t dateSecond_ = 0;
   std::string date_;
