@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { Problem } from './checks.js';
-import { validateConfig, type ConfigResult } from './validate.js';
+import { validateConfig, type ConfigResult, type RawInstances } from './validate.js';
 
 type Parsed = { ok: true; value: unknown } | { ok: false; problems: Problem[] };
 
@@ -19,7 +19,12 @@ export function loadConfigFile(file: string, opts: { hostname?: string } = {}): 
   } catch (e) {
     return { ok: false, problems: [root(`cannot read the configuration file: ${(e as Error).message}`)] };
   }
-  const parsed = extname(file).toLowerCase() === '.json' ? parseJson(text) : parseYaml(text);
+  const json = extname(file).toLowerCase() === '.json';
+  if (json) {
+    const split = splitInstances(text);
+    if (split) return validateConfig(split.top, { ...opts, instances: split.instances });
+  }
+  const parsed = json ? parseJson(text) : parseYaml(text);
   return parsed.ok ? validateConfig(parsed.value, opts) : parsed;
 }
 
@@ -96,6 +101,97 @@ function jsonDuplicateKeys(s: string): Problem[] {
     else if (m[3] === ',' && top?.keys) top.keyNext = true;
   }
   return out;
+}
+
+/**
+ * The usual shape of a big file, an object with an `instances` array, read without building the
+ * whole tree at once: the rest of the document in one JSON.parse, each instance in its own when
+ * validation reaches it. Each instance's parsed form is then garbage as soon as it is validated,
+ * instead of all of them living (hundreds of MB at 100,000 instances) until the last is checked,
+ * with the strings the validated instances keep scattered through their pages afterwards.
+ *
+ * Undefined for anything else, any syntax error and any duplicate key included (one scan checks
+ * the whole text as strictly as JSON.parse): the caller then parses the text whole and reports
+ * exactly as before.
+ */
+function splitInstances(s: string): { top: unknown; instances: RawInstances } | undefined {
+  let i = 0;
+  /** The current token: where its text starts and ends, its kind, its text when a string. */
+  let at = 0;
+  let end = 0;
+  let tok = '';
+  let str = '';
+  /** End of the last token consumed. */
+  let last = 0;
+  const next = (): void => {
+    TOKEN.lastIndex = i;
+    const m = TOKEN.exec(s)!; // cannot fail: every part is optional
+    const body = m[1] ?? m[2] ?? m[3] ?? '';
+    end = TOKEN.lastIndex;
+    at = end - body.length;
+    i = end;
+    str = m[1] ?? '';
+    tok = m[1] !== undefined ? 'string' : m[2] !== undefined ? 'scalar' : (m[3] ?? (at >= s.length ? 'end' : 'junk'));
+  };
+  /** The current token is a `t` (a function: TypeScript would narrow `tok` across the calls that move it). */
+  const is = (t: string): boolean => tok === t;
+  const eat = (t: string): boolean => {
+    if (!is(t)) return false;
+    last = end;
+    next();
+    return true;
+  };
+  let arrayAt = -1;
+  let arrayEnd = -1;
+  const starts: number[] = [];
+  const ends: number[] = [];
+
+  const value = (): boolean => {
+    if (eat('string') || eat('scalar')) return true;
+    if (is('{')) return object(false);
+    if (!eat('[')) return false;
+    if (eat(']')) return true;
+    do if (!value()) return false;
+    while (eat(','));
+    return eat(']');
+  };
+  /** Members; at the root, `instances` (an array) is recorded element by element instead. */
+  const object = (root: boolean): boolean => {
+    eat('{');
+    if (eat('}')) return true;
+    const keys = new Set<string>();
+    do {
+      if (!is('string')) return false;
+      const key = str.includes('\\') ? (JSON.parse(str) as string) : str.slice(1, -1);
+      if (keys.has(key)) return false;
+      keys.add(key);
+      eat('string');
+      if (!eat(':')) return false;
+      if (root && key === 'instances' && is('[')) {
+        arrayAt = at;
+        eat('[');
+        if (!eat(']')) {
+          do {
+            starts.push(at);
+            if (!value()) return false;
+            ends.push(last);
+          } while (eat(','));
+          if (!eat(']')) return false;
+        }
+        arrayEnd = last;
+      } else if (!value()) return false;
+    } while (eat(','));
+    return eat('}');
+  };
+
+  try {
+    next();
+    if (!is('{') || !object(true) || !is('end') || arrayAt < 0) return undefined;
+    const top: unknown = JSON.parse(`${s.slice(0, arrayAt)}[]${s.slice(arrayEnd)}`);
+    return { top, instances: { length: starts.length, get: (k) => JSON.parse(s.slice(starts[k], ends[k])) as unknown } };
+  } catch {
+    return undefined; // nested too deep for recursion: parsed whole
+  }
 }
 
 /**

@@ -142,7 +142,38 @@ const azureSpec = refine(
   compact,
 );
 
-function portCheck(listenIpv4: string): Check<PortSpec> {
+/** A model object while it is built. */
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** What instances without keys or tags share (frozen: nobody writes to a validated instance). */
+const NO_KEYS: readonly string[] = Object.freeze([]);
+const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * One copy of each distinct value: a fleet's instances repeat their project, region, zone, image,
+ * type, tag values, bridge and network names, often their SSH keys and user-data. Parsers hand
+ * out a fresh string for every occurrence; at 100,000 instances the copies add up.
+ */
+type Intern = (s: string) => string;
+
+function interner(): Intern {
+  const seen = new Map<string, string>();
+  return (s) => {
+    const had = seen.get(s);
+    if (had !== undefined) return had;
+    seen.set(s, s);
+    return s;
+  };
+}
+
+const interned =
+  (intern: Intern, c: Check<string>): Check<string> =>
+  (v, path, out) => {
+    const r = c(v, path, out);
+    return r === BAD ? BAD : intern(r);
+  };
+
+function portCheck(listenIpv4: string, intern: Intern): Check<PortSpec> {
   const ipv4 = fmt((s) => (s === listenIpv4 ? { error: `${s} is the metadata listen address` } : checkGuestIPv4(s)));
   return refine(
     object({
@@ -150,31 +181,46 @@ function portCheck(listenIpv4: string): Check<PortSpec> {
       mac: fmt(checkMac),
       ipv4,
       ipv6: opt(fmt(checkGuestIPv6)),
-      bridge: opt(ifname),
+      bridge: opt(interned(intern, ifname)),
       network: opt(
-        str({ pattern: /^[a-z0-9][a-z0-9-]{0,31}$/, what: 'a network name (1 to 32 of a-z, 0-9 and "-", not starting with "-")' }),
+        interned(
+          intern,
+          str({ pattern: /^[a-z0-9][a-z0-9-]{0,31}$/, what: 'a network name (1 to 32 of a-z, 0-9 and "-", not starting with "-")' }),
+        ),
       ),
     }),
-    compact,
+    (r): PortSpec => {
+      const p: Mutable<PortSpec> = { interface: r.interface, mac: r.mac, ipv4: r.ipv4 };
+      if (r.ipv6 !== undefined) p.ipv6 = r.ipv6;
+      if (r.bridge !== undefined) p.bridge = r.bridge;
+      if (r.network !== undefined) p.network = r.network;
+      return p;
+    },
   );
 }
 
+/**
+ * The instance checker. Strings it keeps are interned per checker: `validateConfig` uses one for
+ * the whole file, so identical values of different instances are one string.
+ */
 function instanceCheck(listenIpv4: string): Check<Instance> {
+  const intern = interner();
+  const shared = (c: Check<string>): Check<string> => interned(intern, c);
   const spec = {
     id: str({
       pattern: /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
       what: 'a valid id (1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)',
     }),
     hostname: fmt(checkHostname),
-    ports: arr(portCheck(listenIpv4), { min: 1 }),
-    project: def(name, 'default'),
-    region: def(name, 'region-1'),
-    zone: opt(name),
-    image: def(name, 'image-0'),
-    type: def(name, 'm1.small'),
-    ssh_keys: opt(arr(str({ min: 1, maxBytes: 16 * KiB, line: true }))),
-    user_data: opt(str({ maxBytes: 64 * KiB })),
-    tags: opt(record(tagKey, str({ max: 255 }))),
+    ports: arr(portCheck(listenIpv4, intern), { min: 1 }),
+    project: def(shared(name), 'default'),
+    region: def(shared(name), 'region-1'),
+    zone: opt(shared(name)),
+    image: def(shared(name), 'image-0'),
+    type: def(shared(name), 'm1.small'),
+    ssh_keys: opt(arr(shared(str({ min: 1, maxBytes: 16 * KiB, line: true })))),
+    user_data: opt(shared(str({ maxBytes: 64 * KiB }))),
+    tags: opt(record(tagKey, shared(str({ max: 255 })))),
     role: opt(role),
     backend: opt(backendKind),
     ec2: opt(ec2Override),
@@ -182,9 +228,26 @@ function instanceCheck(listenIpv4: string): Check<Instance> {
     openstack: opt(openstackSpec),
     azure: opt(azureSpec),
   };
-  return refine(object(spec), (r): Instance =>
-    compact({ ...r, zone: r.zone ?? `${r.region}a`, ssh_keys: r.ssh_keys ?? [], tags: r.tags ?? {} }),
-  );
+  return refine(object(spec), (r): Instance => {
+    // The fields every instance has (and user_data, which most have) in one literal, in the
+    // model's order, so V8 keeps them inside the object; the rarer sections after them, in order
+    // (an absent field stays absent).
+    const zone = r.zone ?? intern(`${r.region}a`);
+    const ssh_keys = r.ssh_keys ?? NO_KEYS;
+    const tags = r.tags ?? NO_TAGS;
+    const { id, hostname, ports, project, region, image, type } = r;
+    const inst: Mutable<Instance> =
+      r.user_data === undefined
+        ? { id, hostname, ports, project, region, zone, image, type, ssh_keys, tags }
+        : { id, hostname, ports, project, region, zone, image, type, ssh_keys, user_data: r.user_data, tags };
+    if (r.role !== undefined) inst.role = r.role;
+    if (r.backend !== undefined) inst.backend = r.backend;
+    if (r.ec2 !== undefined) inst.ec2 = r.ec2;
+    if (r.gce !== undefined) inst.gce = r.gce;
+    if (r.openstack !== undefined) inst.openstack = r.openstack;
+    if (r.azure !== undefined) inst.azure = r.azure;
+    return inst;
+  });
 }
 
 // ---- instances --------------------------------------------------------------------------------
@@ -204,51 +267,91 @@ export function validateInstance(raw: unknown, path = '', opts: { listenIpv4?: s
  * in one network; no interface+MAC in two instances. `pathOf(i)` names instances[i] in problems.
  */
 export function checkInstanceSet(instances: readonly Instance[], pathOf: (i: number) => string = (i) => `instances[${i}]`): Problem[] {
-  const problems: Problem[] = [];
-  // Claims remember (instance, port) indices; paths are spelled only for a problem (at 100,000
-  // instances, building every path up front cost more than the checks themselves).
-  const seen = new Map<string, number>();
-  const PORTS = 2 ** 21;
-  const pathAt = (code: number): string => {
-    const i = Math.floor(code / PORTS);
-    const k = code % PORTS;
+  return setProblems(instances, pathOf).map(({ path, message }) => ({ path, message }));
+}
+
+/** One claim per instance (its id) and per port: its instance's index, and its port's index + 1 (0 for the instance). */
+interface Claims {
+  readonly instance: number[];
+  readonly port: number[];
+}
+
+/** Claims under one key string (a value the instances hold anyway): the first, or all when they differ in the other fields. */
+type ClaimTable = Map<string, number | number[]>;
+
+/** The earlier claim under `key` that `same` says is the same thing, or undefined (and then claim `c` is recorded). */
+function claim(table: ClaimTable, key: string, c: number, same: (earlier: number) => boolean): number | undefined {
+  const had = table.get(key);
+  if (had === undefined) {
+    table.set(key, c);
+    return undefined;
+  }
+  if (typeof had === 'number') {
+    if (same(had)) return had;
+    table.set(key, [had, c]);
+    return undefined;
+  }
+  for (const e of had) if (same(e)) return e;
+  had.push(c);
+  return undefined;
+}
+
+/**
+ * `checkInstanceSet`, each problem with the index of the instance it is about (the later
+ * claimant). Claims are looked up by a string the instance already holds (id, address, MAC) and
+ * compared field by field, and paths are spelled only for a problem: at 100,000 instances, keys
+ * built by concatenation (and paths built up front) cost more time and garbage than the checks.
+ */
+function setProblems(instances: readonly Instance[], pathOf: (i: number) => string): (Problem & { index: number })[] {
+  const problems: (Problem & { index: number })[] = [];
+  const claims: Claims = { instance: [], port: [] };
+  const newClaim = (i: number, k: number): number => {
+    claims.port.push(k);
+    return claims.instance.push(i) - 1;
+  };
+  const pathAt = (c: number): string => {
+    const i = claims.instance[c]!;
+    const k = claims.port[c]!;
     return k === 0 ? pathOf(i) : join(join(pathOf(i), 'ports'), k - 1);
   };
-  /** The earlier claimant of `key` (as { i, path }), or undefined (and `key` is now claimed by `code`). */
-  const claim = (key: string, code: number): { i: number; path: string } | undefined => {
-    const prev = seen.get(key);
-    if (prev === undefined) {
-      seen.set(key, code);
-      return undefined;
-    }
-    return { i: Math.floor(prev / PORTS), path: pathAt(prev) };
-  };
-  const add = (path: string, message: string): void => void problems.push({ path, message });
+  const portAt = (c: number): PortSpec => instances[claims.instance[c]!]!.ports[claims.port[c]! - 1]!;
+  const ids = new Map<string, number>();
+  const triples: ClaimTable = new Map(); // by ipv4; the same interface and MAC
+  const nics: ClaimTable = new Map(); // by MAC; the same interface
+  const addresses: Record<'ipv4' | 'ipv6', ClaimTable> = { ipv4: new Map(), ipv6: new Map() }; // the same network
 
   instances.forEach((inst, i) => {
-    const dupId = claim(`id ${inst.id}`, i * PORTS);
-    if (dupId) add(join(pathOf(i), 'id'), `duplicate id ${q(inst.id)}: ${dupId.path} has it too`);
+    const add = (path: string, message: string): void => void problems.push({ index: i, path, message });
+    const self = newClaim(i, 0);
+    const dupId = ids.get(inst.id);
+    if (dupId === undefined) ids.set(inst.id, self);
+    else add(join(pathOf(i), 'id'), `duplicate id ${q(inst.id)}: ${pathAt(dupId)} has it too`);
 
     inst.ports.forEach((p, k) => {
-      const code = i * PORTS + k + 1;
-      const triple = claim(`triple ${p.interface} ${p.mac} ${p.ipv4}`, code);
-      if (triple) return add(pathAt(code), `the same (interface, mac, ipv4) as ${triple.path}: ${p.interface}, ${p.mac}, ${p.ipv4}`);
+      const c = newClaim(i, k + 1);
+      const triple = claim(triples, p.ipv4, c, (e) => {
+        const o = portAt(e);
+        return o.interface === p.interface && o.mac === p.mac;
+      });
+      if (triple !== undefined)
+        return add(pathAt(c), `the same (interface, mac, ipv4) as ${pathAt(triple)}: ${p.interface}, ${p.mac}, ${p.ipv4}`);
 
-      const nic = claim(`nic ${p.interface} ${p.mac}`, code);
-      if (nic && nic.i !== i)
+      const nic = claim(nics, p.mac, c, (e) => portAt(e).interface === p.interface);
+      if (nic !== undefined && claims.instance[nic] !== i)
         add(
-          join(pathAt(code), 'mac'),
-          `interface ${p.interface} with MAC ${p.mac} is already claimed by ${nic.path}; one NIC cannot belong to two instances`,
+          join(pathAt(c), 'mac'),
+          `interface ${p.interface} with MAC ${p.mac} is already claimed by ${pathAt(nic)}; one NIC cannot belong to two instances`,
         );
 
+      const network = p.network ?? '';
       for (const family of ['ipv4', 'ipv6'] as const) {
         const addr = p[family];
         if (addr === undefined) continue;
-        const dup = claim(`${family} ${p.network ?? ''} ${addr}`, code);
-        if (dup) {
+        const dup = claim(addresses[family], addr, c, (e) => (portAt(e).network ?? '') === network);
+        if (dup !== undefined) {
           const where = p.network === undefined ? 'the default network (no `network` set)' : `network ${q(p.network)}`;
           const hint = 'if these guests are on separate tenant networks, set `network` on their ports to tell the networks apart';
-          add(join(pathAt(code), family), `${addr} is already used by ${dup.path} in ${where}; ${hint}`);
+          add(join(pathAt(c), family), `${addr} is already used by ${pathAt(dup)} in ${where}; ${hint}`);
         }
       }
     });
@@ -327,40 +430,72 @@ function topSpec(defaultHost: string) {
   };
 }
 
-/** The whole configuration (parsed YAML or JSON). Reports every problem; fills defaults. */
-export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): ConfigResult {
+/**
+ * The elements of `instances`, handed over one at a time (config/load.ts parses a big JSON file's
+ * instances one by one this way, so no instance's parsed form outlives its validation). Each is
+ * asked for once, in order.
+ */
+export interface RawInstances {
+  readonly length: number;
+  get(index: number): unknown;
+}
+
+/**
+ * The whole configuration (parsed YAML or JSON). Reports every problem; fills defaults.
+ * `opts.instances`, when given, are the elements of `instances` (which `raw` must still have, as
+ * an array, e.g. empty).
+ */
+export function validateConfig(raw: unknown, opts: { hostname?: string; instances?: RawInstances } = {}): ConfigResult {
   const problems: Problem[] = [];
   if (raw === null || raw === undefined)
     return { ok: false, problems: [{ path: '', message: 'the configuration is empty; it needs at least `instances`' }] };
   const r = fields(topSpec(opts.hostname ?? machineHostname()), raw, '', problems);
   if (r === BAD) return { ok: false, problems };
 
-  // Instances one by one (each knowing the listen address), then across the good ones.
+  // Instances one by one (each knowing the listen address), then across the good ones. What the
+  // checks after the set checks need of the raw elements (id, backend) is kept from this one pass.
   const listen = r.listen === BAD ? DEFAULT_LISTEN_IPV4 : r.listen.ipv4;
   const check = instanceCheck(listen);
-  const good: { at: number; instance: Instance }[] = [];
-  (r.instances === BAD ? [] : r.instances).forEach((x, at) => {
+  const good: Instance[] = [];
+  const goodAt: number[] = [];
+  // Each raw instance's id where it has one (two arrays: no object per instance outlives this call).
+  const idAt: number[] = [];
+  const ids: string[] = [];
+  const upstreamAt: number[] = [];
+  const one = (x: unknown, at: number): void => {
     const instance = check(x, `instances[${at}]`, problems);
-    if (instance !== BAD) good.push({ at, instance });
-  });
-  problems.push(
-    ...checkInstanceSet(
-      good.map((g) => g.instance),
-      (k) => `instances[${good[k]!.at}]`,
-    ),
-  );
-  // An invalid instance is left out of the set checks, but its id still collides: say so too.
-  const valid = new Set(good.map((g) => g.at));
-  const firstWithId = new Map<string, number>();
-  (r.instances === BAD ? [] : r.instances).forEach((x, at) => {
-    const id = isObject(x) ? x['id'] : undefined;
-    if (typeof id !== 'string') return;
-    const first = firstWithId.get(id);
-    if (first === undefined) firstWithId.set(id, at);
-    else if ((!valid.has(first) || !valid.has(at)) && !problems.some((p) => p.path === `instances[${at}].id`)) {
-      problems.push({ path: `instances[${at}].id`, message: `duplicate id ${q(id)}: instances[${first}] has it too` });
+    if (instance !== BAD) {
+      good.push(instance);
+      goodAt.push(at);
     }
-  });
+    const id = isObject(x) ? x['id'] : undefined;
+    if (typeof id === 'string') {
+      idAt.push(at);
+      ids.push(id);
+    }
+    if (isObject(x) && x['backend'] === 'upstream') upstreamAt.push(at);
+  };
+  if (r.instances === BAD) {
+    /* reported */
+  } else if (opts.instances === undefined) r.instances.forEach(one);
+  else for (let at = 0; at < opts.instances.length; at++) one(opts.instances.get(at), at);
+  const total = r.instances === BAD ? 0 : (opts.instances?.length ?? r.instances.length);
+
+  problems.push(...checkInstanceSet(good, (k) => `instances[${goodAt[k]!}]`));
+  // An invalid instance is left out of the set checks, but its id still collides: say so too.
+  if (good.length < total) {
+    const valid = new Set(goodAt);
+    const firstWithId = new Map<string, number>();
+    for (let k = 0; k < ids.length; k++) {
+      const at = idAt[k]!;
+      const id = ids[k]!;
+      const first = firstWithId.get(id);
+      if (first === undefined) firstWithId.set(id, at);
+      else if ((!valid.has(first) || !valid.has(at)) && !problems.some((p) => p.path === `instances[${at}].id`)) {
+        problems.push({ path: `instances[${at}].id`, message: `duplicate id ${q(id)}: instances[${first}] has it too` });
+      }
+    }
+  }
 
   // `upstream` anywhere needs backends.upstream (if it is there but invalid, that is reported already).
   const backends = (raw as Record<string, unknown>)['backends']; // an object: `fields` accepted it
@@ -368,13 +503,11 @@ export function validateConfig(raw: unknown, opts: { hostname?: string } = {}): 
   if (!upstreamGiven) {
     const why = "is 'upstream' but backends.upstream is not configured";
     if (r.default_backend === 'upstream') problems.push({ path: 'default_backend', message: why });
-    (r.instances === BAD ? [] : r.instances).forEach((x, at) => {
-      if (isObject(x) && x['backend'] === 'upstream') problems.push({ path: `instances[${at}].backend`, message: why });
-    });
+    for (const at of upstreamAt) problems.push({ path: `instances[${at}].backend`, message: why });
   }
 
   if (problems.length > 0 || !allGood(r)) return { ok: false, problems };
-  return { ok: true, config: { ...r, instances: good.map((g) => g.instance) } };
+  return { ok: true, config: { ...r, instances: good } };
 }
 
 // ---- one instance from the admin API or the etcd registry -------------------------------------
@@ -416,18 +549,8 @@ export function validateInstanceFor(raw: unknown, ctx: InstanceContext, expectId
  * instance it is about (the later claimant) and a message naming instances by id.
  */
 export function instanceSetConflicts(instances: readonly Instance[]): { index: number; message: string }[] {
-  const names = instances.map((inst) => `instance ${inst.id}`);
-  const indexOf = (path: string): number => {
-    let best = -1;
-    names.forEach((n, i) => {
-      const next = path.charAt(n.length);
-      if (path.startsWith(n) && (next === '' || next === '.' || next === '[') && (best < 0 || n.length > (names[best]?.length ?? 0)))
-        best = i;
-    });
-    return best;
-  };
-  return checkInstanceSet(instances, (i) => names[i] ?? `instances[${i}]`).map((p) => ({
-    index: indexOf(p.path),
+  return setProblems(instances, (i) => `instance ${instances[i]?.id ?? `instances[${i}]`}`).map((p) => ({
+    index: p.index,
     message: `${p.path}: ${p.message}`,
   }));
 }

@@ -131,9 +131,9 @@ export class Instances {
   /** Counts by source and what is left out, for /v1/health and /v1/stats. */
   summary(): Record<string, unknown> {
     return {
-      file: this.sources.list('file').length,
-      api: this.sources.list('api').length,
-      etcd: this.sources.list('etcd').length,
+      file: this.sources.count('file'),
+      api: this.sources.count('api'),
+      etcd: this.sources.count('etcd'),
       served: this.deps.registry.size,
       shadowed: this.shadowedNow,
       state_problems: this.stateProblems,
@@ -169,9 +169,13 @@ export class Instances {
     };
   }
 
-  /** The file's instances against the API's: an id or a port the API holds is a problem at the file's path. */
+  /**
+   * The file's instances against the API's: an id or a port the API holds is a problem at the
+   * file's path. (The file's own instances are a checked set already: validateConfig.)
+   */
   private fileProblems(fileInstances: readonly Instance[]): Problem[] {
     const api = this.sources.list('api');
+    if (api.length === 0) return [];
     const problems: Problem[] = [];
     const apiIds = new Set(api.map((i) => i.id));
     fileInstances.forEach((inst, i) => {

@@ -789,3 +789,94 @@ t.test('formatProblems', async (t) => {
   const ps = problemsOf(cfg({ instances: [inst({ tags: { 'new\nline': 'x' }, hostname: 'a\nb' })] }));
   t.equal(formatProblems(ps).split('\n').length, ps.length, 'user text never breaks a line');
 });
+
+t.test('a JSON file is read instance by instance, with the same result as parsed whole', async (t) => {
+  const full = {
+    id: 'i-full',
+    hostname: 'full-1',
+    ports: [
+      { interface: 'tapf', mac: '52:54:00:00:0F:01', ipv4: '10.0.9.1', ipv6: 'FD00::9:1', bridge: 'br0', network: 'n-1' },
+      { interface: 'tapg', mac: '52:54:00:00:0f:02', ipv4: '10.0.9.2' },
+    ],
+    project: 'p',
+    region: 'r-1',
+    image: 'img [x] {y}',
+    type: 't',
+    ssh_keys: ['ssh-ed25519 AAAA "quoted" \\ back\u00e9slash'],
+    user_data: '#cloud-config\n{"json": [1, 2, {"a": "]"}]}\n\u2603',
+    tags: { 'k,1': 'v:1', 'k"2': '' },
+    role: { name: 'r', access_key_id: 'a', secret_access_key: 's', token: 't', expiration: '2030-01-01T00:00:00+01:00' },
+    backend: 'embedded',
+    ec2: { tokens: 'required' },
+    gce: { attributes: { a: 'b' }, scopes: ['s1'] },
+    openstack: { vendor_data: { nested: { list: [1, 'two', { three: null }], e: 1.5e3 } } },
+    azure: { vm_id: '0A1B2C3D-0000-4000-8000-000000000000' },
+  };
+  const raw = {
+    listen: { port: 8080 },
+    instances: [inst(), full, inst({ id: 'i-3', ports: [port({ interface: 'tap3', mac: '52:54:00:00:00:33', ipv4: '10.0.0.33' })] })],
+    ec2: { hop_limit: 2 },
+  };
+  // Escapes in a key (the root's `instances` too), odd spacing, `instances` not first nor last.
+  const text = JSON.stringify(raw, null, 1).replace('"instances"', '"\\u0069nstances"').replace(/\n/g, '\r\n  \t');
+  const whole = validateConfig(JSON.parse(text), H);
+  t.ok(whole.ok);
+  t.same(loadConfigFile(file('split.json', text), H), whole);
+  // The instance's fields in the model's order, absent ones absent.
+  const got = loadConfigFile(file('split.json', text), H);
+  if (!got.ok) throw new Error(formatProblems(got.problems));
+  const keys = ['id', 'hostname', 'ports', 'project', 'region', 'zone', 'image', 'type', 'ssh_keys', 'user_data', 'tags'];
+  t.same(Object.keys(got.config.instances[1]!), [...keys, 'role', 'backend', 'ec2', 'gce', 'openstack', 'azure']);
+  t.same(
+    Object.keys(got.config.instances[0]!),
+    keys.filter((k) => k !== 'user_data'),
+  );
+  t.same(Object.keys(got.config.instances[1]!.ports[0]!), ['interface', 'mac', 'ipv4', 'ipv6', 'bridge', 'network']);
+  t.same(got.config.instances[0]!.ssh_keys, []);
+  t.same(got.config.instances[0]!.tags, {});
+  t.equal(got.config.instances[0]!.zone, 'region-1a');
+
+  // Problems: the same ones, in the same order, whichever way the file is read.
+  const bad = JSON.stringify({
+    instances: [
+      inst({ hostname: '' }),
+      inst({ ports: [port({ ipv4: '10.0.0.77', interface: 'tapz', mac: '52:54:00:00:00:77' })], backend: 'upstream' }),
+      inst({ id: 'i-2', ports: [port({ mac: 'nope' })] }),
+      inst({ id: 'i-2', ports: [port({ ipv4: '10.0.0.78', interface: 'tapy', mac: '52:54:00:00:00:78' })] }),
+    ],
+    default_backend: 'upstream',
+  });
+  const wholeBad = validateConfig(JSON.parse(bad), H);
+  t.notOk(wholeBad.ok);
+  t.same(loadConfigFile(file('split-bad.json', bad), H), wholeBad);
+  t.ok(!wholeBad.ok && wholeBad.problems.some((p) => p.path === 'instances[3].id'), 'the invalid instance still names its id twice');
+
+  // Files of another shape are parsed whole, as before.
+  t.same(loadConfigFile(file('arr.json', '{"instances": {"a": 1}}'), H), validateConfig({ instances: { a: 1 } }, H));
+  t.same(loadConfigFile(file('none.json', '{"listen": {}}'), H), validateConfig({ listen: {} }, H));
+  t.same(loadConfigFile(file('empty-list.json', '{"instances": [ ]}'), H), validateConfig({ instances: [] }, H));
+  t.match(loadConfigFile(file('top.json', '[]'), H), { ok: false });
+  // validateConfig with the instances handed over one by one.
+  const list = [inst(), full];
+  t.same(
+    validateConfig({ instances: [] }, { ...H, instances: { length: list.length, get: (i) => list[i] } }),
+    validateConfig({ instances: list }, H),
+  );
+});
+
+t.test('checks across instances: keys are compared field by field', async (t) => {
+  // Fields that would run together if the claims were joined into one string.
+  const a = okInstance(inst({ id: 'a', ports: [port({ interface: 'ta', mac: '52:54:00:00:00:01', ipv4: '10.0.0.1' })] }));
+  const b = okInstance(inst({ id: 'b', ports: [port({ interface: 'tb', mac: '52:54:00:00:00:01', ipv4: '10.0.0.2' })] }));
+  const c = okInstance(inst({ id: 'c', ports: [port({ interface: 'ta', mac: '52:54:00:00:00:02', ipv4: '10.0.0.1', network: 'x' })] }));
+  t.same(checkInstanceSet([a, b, c]), [], 'same MAC on another interface, same address in another network');
+  const d = okInstance(inst({ id: 'd', ports: [port({ interface: 'ta', mac: '52:54:00:00:00:02', ipv4: '10.0.0.3', network: 'x' })] }));
+  t.same(
+    checkInstanceSet([a, b, c, d]).map((p) => p.path),
+    ['instances[3].ports[0].mac'],
+  );
+  const e = okInstance(inst({ id: 'e', ports: [port({ interface: 'tb', mac: '52:54:00:00:00:01', ipv4: '10.0.0.2', network: 'y' })] }));
+  t.match(checkInstanceSet([a, b, c, e]), [
+    { path: 'instances[3].ports[0]', message: /the same \(interface, mac, ipv4\) as instances\[1\]\.ports\[0\]/ },
+  ]);
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Registry } from '../../src/identity/registry.js';
+import { Registry, tripleKey } from '../../src/identity/registry.js';
 import { makeMark, parseMark, networkRuleMatch, MAX_SLOT } from '../../src/dataplane/mark.js';
 import type { Instance } from '../../src/model/instance.js';
 
@@ -137,5 +137,104 @@ t.test('change.unbound names the marks that stopped naming a binding', (t) => {
   t.same(seen.pop(), [], 'same ports: nothing unbound');
   t.ok(reg.delete(A.id));
   t.same(seen.pop(), [markA], 'deleted: its mark');
+  t.end();
+});
+
+t.test('tenant networks may repeat an address: each binding is its own', (t) => {
+  const reg = new Registry();
+  const on = (id: string, ifname: string, network?: string): Instance =>
+    inst(id, [{ interface: ifname, mac: '52:54:00:00:00:09', ipv4: '10.9.0.9', ...(network !== undefined ? { network } : {}) }]);
+  // Not a set the validator lets through (the same triple twice), but the registry tells them apart by network.
+  const [x, y, z] = [on('i-x', 'tapx', 'tenant-a'), on('i-y', 'tapy', 'tenant-b'), on('i-z', 'tapx', 'tenant-b')];
+  reg.replaceAll([x, y, z]);
+  t.equal(reg.bindings().length, 3);
+  t.equal(reg.byTriple('tapx', '52:54:00:00:00:09', '10.9.0.9', 'tenant-a')?.instance.id, 'i-x');
+  t.equal(reg.byTriple('tapy', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b')?.instance.id, 'i-y');
+  t.equal(reg.byTriple('tapx', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b')?.instance.id, 'i-z');
+  t.equal(reg.byTriple('tapx', '52:54:00:00:00:09', '10.9.0.9'), undefined, 'not in the default network');
+  const markY = reg.byTriple('tapy', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b')!.mark;
+  t.ok(reg.delete('i-y'));
+  t.equal(reg.byMark(markY), undefined);
+  t.equal(reg.byTriple('tapy', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b'), undefined);
+  t.equal(reg.byTriple('tapx', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b')?.instance.id, 'i-z', 'the others stay');
+  t.ok(reg.delete('i-x'));
+  t.equal(reg.byTriple('tapx', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b')?.instance.id, 'i-z');
+  t.same(
+    reg.bindings().map((b) => b.ifname),
+    ['tapx'],
+  );
+  t.throws(() => reg.put(on('i-w', 'tapx', 'tenant-b')), /already bound to instance i-z/);
+  reg.put({ ...z, hostname: 'z2' });
+  t.equal(reg.byTriple('tapx', '52:54:00:00:00:09', '10.9.0.9', 'tenant-b')?.instance.hostname, 'z2');
+  t.end();
+});
+
+t.test('a binding is what the dataplane installs and what a mark names', (t) => {
+  const reg = new Registry();
+  const c = inst('i-c', [
+    { interface: 'tapc', mac: '52:54:00:00:00:0c', ipv4: '10.0.0.12' },
+    { interface: 'tapd', mac: '52:54:00:00:00:0d', ipv4: '10.0.0.13', network: 'n1' },
+  ]);
+  const withV6 = { ...c, ports: [c.ports[0]!, { ...c.ports[1]!, ipv6: 'fd00::13', bridge: 'br0' }] };
+  reg.replaceAll([withV6]);
+  const [b0, b1] = reg.bindings();
+  t.match(b0, { ifname: 'tapc', mac: '52:54:00:00:00:0c', ipv4: '10.0.0.12', ipv6: undefined, bridge: undefined, network: 0 });
+  t.match(b1, { ifname: 'tapd', mac: '52:54:00:00:00:0d', ipv4: '10.0.0.13', ipv6: 'fd00::13', bridge: 'br0', network: 1 });
+  t.same(parseMark(b1!.mark), { network: 1, slot: parseMark(b1!.mark)!.slot });
+  const bound = reg.byMark(b1!.mark)!;
+  t.equal(bound, b1, 'the same object');
+  t.equal(bound.port, withV6.ports[1]);
+  t.equal(bound.portIndex, 1);
+  t.equal(bound.key, tripleKey('tapd', '52:54:00:00:00:0d', '10.0.0.13', 'n1'));
+  t.equal(bound.key, bound.key);
+  // The slot is right but the network bits are not: nobody.
+  const slot = parseMark(b1!.mark)!.slot;
+  t.equal(reg.byMark(makeMark(0, slot)), undefined);
+  t.equal(reg.byMark(makeMark(2, slot)), undefined);
+  t.equal(reg.byMark(b1!.mark + 2 ** 32), undefined, 'only the mark itself');
+  t.equal(reg.byMark(NaN), undefined);
+  // Replacing the instance: new binding objects, same marks; the old objects still describe the old instance.
+  reg.put({ ...withV6, hostname: 'c2' });
+  const again = reg.byMark(b1!.mark)!;
+  t.not(again, bound);
+  t.equal(again.instance.hostname, 'c2');
+  t.equal(again.key, bound.key);
+  t.equal(bound.instance.hostname, 'i-c');
+  t.end();
+});
+
+t.test('an instance without ports is held, and bound to nothing', (t) => {
+  const reg = new Registry(() => 5);
+  const none = inst('i-none', []);
+  reg.replaceAll([A, none]);
+  t.equal(reg.size, 2);
+  t.equal(reg.get('i-none'), none);
+  t.equal(reg.since('i-none'), 5);
+  t.equal(reg.bindings().length, 1);
+  t.same(
+    reg.list().map((i) => i.id),
+    ['i-a', 'i-none'],
+  );
+  reg.put({ ...none, ports: [{ interface: 'tapn', mac: '52:54:00:00:00:0e', ipv4: '10.0.0.14' }] });
+  t.equal(reg.byTriple('tapn', '52:54:00:00:00:0e', '10.0.0.14')?.instance.id, 'i-none');
+  t.same(reg.delete('i-none') && reg.bindings().length, 1);
+  t.end();
+});
+
+t.test('since: read once per change, kept while the instance stays', (t) => {
+  let now = 100;
+  const reg = new Registry(() => now++);
+  reg.replaceAll([A, B]);
+  t.equal(reg.since('i-a'), 100);
+  t.equal(reg.since('i-b'), 100, 'one change, one reading');
+  reg.put({ ...A, hostname: 'again' });
+  t.equal(reg.since('i-a'), 100, 'replaced, not new');
+  const C = inst('i-c', [{ interface: 'tapc', mac: '52:54:00:00:00:0c', ipv4: '10.0.0.12' }]);
+  reg.put(C);
+  t.equal(reg.since('i-c'), 101);
+  reg.delete('i-c');
+  reg.replaceAll([A, B, C]);
+  t.equal(reg.since('i-c'), 102);
+  t.equal(reg.since('i-zz'), undefined);
   t.end();
 });

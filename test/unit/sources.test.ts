@@ -113,3 +113,44 @@ t.test('instanceSetConflicts names the later claimant by index', async (t) => {
   t.match(c[0]?.message, /instance a\.b\.c\.ports\[0\]/);
   t.same(instanceSetConflicts([inst('x', 1), inst('y', 2)]), []);
 });
+
+t.test('Sources: a replaced list and a written map answer alike', async (t) => {
+  const s = new Sources(['file', 'api'], instanceSetConflicts);
+  const given = [inst('a', 1), inst('b', 2)];
+  s.replace('file', given);
+  t.equal(s.count('file'), 2);
+  t.equal(s.get('file', 'b')?.id, 'b');
+  t.equal(s.get('file', 'zz'), undefined);
+  t.same(s.holders('b'), ['file']);
+  t.same(
+    s.list('file').map((i) => i.id),
+    ['a', 'b'],
+  );
+  // Writing one by one into a replaced source, and deleting from it.
+  s.put('file', inst('c', 3));
+  t.ok(s.delete('file', 'a'));
+  t.notOk(s.delete('file', 'a'));
+  t.same(
+    s.list('file').map((i) => i.id),
+    ['b', 'c'],
+  );
+  t.same(
+    given.map((i) => i.id),
+    ['a', 'b'],
+    'the list handed over is not changed',
+  );
+  // An id given twice: the later one counts, in the earlier one's place (as a map would have it).
+  const a2 = inst('a', 4, { hostname: 'second' });
+  s.replace('file', [inst('a', 1), inst('b', 2), a2]);
+  t.equal(s.count('file'), 2);
+  t.equal(s.get('file', 'a'), a2);
+  t.same(
+    s.merged().instances.map((i) => i.hostname),
+    ['second', 'h-2'],
+  );
+  // Anything iterable.
+  s.replace('api', new Map([['d', inst('d', 5)]]).values());
+  t.same(s.holders('d'), ['api']);
+  t.equal(s.count('api'), 1);
+  t.equal(s.count('file'), 2);
+});
