@@ -204,7 +204,7 @@ export async function startDaemon(config: Config, configFile: string | undefined
   // Start-up (config parsing, validation, the first registry and nftables builds) leaves
   // hundreds of MB of garbage at 100,000 instances that V8 would keep until the next full GC;
   // collect it once now so the resident size is what the daemon actually holds.
-  collectGarbage();
+  await collectGarbage();
   log.info(
     {
       listen: `${config.listen.ipv4}:${config.listen.port}`,
@@ -228,8 +228,26 @@ function memoryFigures(): { rssMB: number; heapTotalMB: number; heapUsedMB: numb
   return { rssMB: mb(m.rss), heapTotalMB: mb(m.heapTotal), heapUsedMB: mb(m.heapUsed) };
 }
 
-/** A full garbage collection, once, after start-up (V8 exposes `gc` only behind a flag: set it, fetch it, no-op if refused). */
-function collectGarbage(): void {
+/**
+ * A full garbage collection, once, after start-up, one that gives memory back: the inspector's
+ * HeapProfiler.collectGarbage also drops the young generation start-up grew and compacts old space
+ * (at 100,000 instances ≈ 195 → 160 MB RSS); a plain `gc()` (V8 exposes it only behind a flag) is
+ * the fallback.
+ */
+async function collectGarbage(): Promise<void> {
+  try {
+    const { Session } = await import('node:inspector');
+    const session = new Session();
+    session.connect();
+    try {
+      await new Promise<void>((resolve, reject) => session.post('HeapProfiler.collectGarbage', (err) => (err ? reject(err) : resolve())));
+      return;
+    } finally {
+      session.disconnect();
+    }
+  } catch {
+    /* no inspector in this build: the plain collection below */
+  }
   try {
     setFlagsFromString('--expose-gc');
     const gc: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
