@@ -21,10 +21,16 @@ export interface DialectEntry {
    * `max`, and the root they share (pre-rendered once per connection mark and root).
    */
   targets?(path: string, ctx: DialectContext, max: number): { root: string; targets: string[] } | undefined;
+  /**
+   * Paths whose trees are pre-rendered when an instance is registered at run time (the guest is
+   * about to boot): what the common clients crawl first.
+   */
+  readonly prewarm?: readonly string[];
 }
 
 export const DIALECTS: readonly DialectEntry[] = [
-  { name: 'ec2', matches: isEc2Path, handle: ec2, targets: ec2Targets },
+  // SDKs read /latest/, cloud-init the newest dated version it knows (2021-03-23 in 22.x–24.x).
+  { name: 'ec2', matches: isEc2Path, handle: ec2, targets: ec2Targets, prewarm: ['/latest/meta-data/', '/2021-03-23/meta-data/'] },
   { name: 'gce', matches: isGcePath, handle: gce, refuse: gceRefusal },
   { name: 'openstack', matches: isOpenStackPath, handle: openstack, refuse: (s) => openstackError(s), targets: openstackTargets },
   { name: 'azure', matches: isAzurePath, handle: azure, refuse: azureRefusal },

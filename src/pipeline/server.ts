@@ -19,7 +19,7 @@ import {
 import type { DialectContext, DialectRequest, DialectResponse, SigningKey } from '../dialects/types.js';
 import type { Registry, Bound, RegistryChange } from '../identity/registry.js';
 import { ec2OptionsFor, type Config } from '../model/instance.js';
-import { dialectFor, type DialectEntry } from './router.js';
+import { DIALECTS, dialectFor, type DialectEntry } from './router.js';
 import type { Logger } from '../model/log.js';
 import { GuestData } from './guestdata.js';
 import { final, LongPolls } from './longpoll.js';
@@ -178,6 +178,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       native.change(change.unbound, drop);
       for (const m of change.unbound) warmed.delete(m);
       for (const m of drop) warmed.delete(m);
+      prewarm([...change.added, ...change.changed]);
     }
     for (const id of change.removed) {
       guestData.forget(id);
@@ -417,6 +418,41 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       const bytes = Buffer.from(out.body, 'utf8');
       if (!native.put(ident.mark, flags, target, leanPrefix(out.status, out.headers, bytes.length), bytes)) return;
     }
+  }
+
+  /**
+   * Instances registered or changed at run time are about to boot (or to be read again): their
+   * dialects' `prewarm` trees are rendered into the loop's cache in the background, a few
+   * instances per turn of the event loop, so the guest's first requests are answered there too.
+   * A bulk change (a reload of many instances) is left to the first request of each guest.
+   */
+  const PREWARM_MAX_PER_CHANGE = 256;
+  const PREWARM_HEADERS: Readonly<Record<string, string>> = { host: '169.254.169.254' };
+  const prewarmQueue: string[] = [];
+  let prewarming = false;
+  function prewarm(ids: readonly string[]): void {
+    if (native === undefined || ids.length === 0 || ids.length > PREWARM_MAX_PER_CHANGE) return;
+    prewarmQueue.push(...ids);
+    if (prewarming) return;
+    prewarming = true;
+    const step = (): void => {
+      for (let n = 0; n < 8 && prewarmQueue.length > 0; n++) {
+        const inst = registry.get(prewarmQueue.shift() as string);
+        if (inst === undefined || proxy.takes(inst)) continue;
+        for (const p of inst.ports) {
+          const b = registry.byTriple(p.interface, p.mac, p.ipv4, p.network);
+          if (b === undefined) continue;
+          const ident: ConnIdentity = { fd: -1, mark: b.mark, key: b.key };
+          for (const d of DIALECTS) {
+            if ((limits.rate_per_s?.[d.name] ?? 0) !== 0) continue;
+            for (const path of d.prewarm ?? []) warm(ident, d, path, 0, PREWARM_HEADERS);
+          }
+        }
+      }
+      if (prewarmQueue.length > 0) setImmediate(step);
+      else prewarming = false;
+    };
+    setImmediate(step);
   }
 
   /** Bytes that came in while a response was pending go, in order, to the general path. */

@@ -105,7 +105,9 @@ t.test('keep-alive: the connection moves to the loop after a cached answer; a ch
   const { lab, config, first } = await apiServedLab(t, 1);
   const sock = config.admin.socket;
   const before = await fastStats(sock);
-  const answers = await raw(lab, 1, [get(HOST), get(HOST), get(ID), get(ID), get(HOST)]);
+  // GCE is not pre-rendered: its first answer is JavaScript's, then the loop takes the connection.
+  const gce = get('/computeMetadata/v1/instance/hostname', 'Metadata-Flavor: Google\r\n');
+  const answers = await raw(lab, 1, [gce, gce, get(ID), get(ID), gce]);
   t.equal(answers.length, 5);
   t.same(
     answers.map((a) => a.slice(a.indexOf('\r\n\r\n') + 4)),
@@ -126,6 +128,19 @@ t.test('keep-alive: the connection moves to the loop after a cached answer; a ch
   t.same(seen, ['guest-1', 'renamed-1', 'renamed-1'], 'the held connection sees the change');
   t.equal((await lab.curl(1, HOST)).body, 'renamed-1');
   t.equal((await lab.curl(1, HOST)).body, 'renamed-1');
+});
+
+t.test('an instance registered at run time is answered by the loop from its first request', async (t) => {
+  const { lab, config, first } = await apiServedLab(t, 1);
+  const sock = config.admin.socket;
+  await new Promise((r) => setTimeout(r, 300)); // the pre-rendering runs in the background
+  const before = await fastStats(sock);
+  t.equal((await lab.curl(1, ID)).body, first.id);
+  t.equal((await lab.curl(1, '/2021-03-23/meta-data/local-hostname')).body, 'guest-1');
+  const after = await fastStats(sock);
+  t.equal((after?.answered ?? 0) - (before?.answered ?? 0), 2, 'both answered by the loop');
+  t.equal(after?.handedOff, before?.handedOff, 'nothing handed to JavaScript');
+  t.ok((after?.entries ?? 0) >= 90, `two trees pre-rendered (${after?.entries} answers)`);
 });
 
 t.test('a removed instance: its connection held by the loop gets nothing more', async (t) => {
