@@ -424,14 +424,17 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
    * Instances registered or changed at run time are about to boot (or to be read again): their
    * dialects' `prewarm` trees are rendered into the loop's cache in the background, a few
    * instances per turn of the event loop, so the guest's first requests are answered there too.
-   * A bulk change (a reload of many instances) is left to the first request of each guest.
+   * A bulk change (a reload of many instances) is left to the first request of each guest. So is
+   * start-up, unless the host has at most PREWARM_AT_START instances: a hypervisor that boots
+   * with its daemon has a boot storm right after start (≈ 24 KB per instance pre-rendered).
    */
   const PREWARM_MAX_PER_CHANGE = 256;
+  const PREWARM_AT_START = 1024;
   const PREWARM_HEADERS: Readonly<Record<string, string>> = { host: '169.254.169.254' };
   const prewarmQueue: string[] = [];
   let prewarming = false;
-  function prewarm(ids: readonly string[]): void {
-    if (native === undefined || ids.length === 0 || ids.length > PREWARM_MAX_PER_CHANGE) return;
+  function prewarm(ids: readonly string[], max = PREWARM_MAX_PER_CHANGE): void {
+    if (native === undefined || ids.length === 0 || ids.length > max) return;
     prewarmQueue.push(...ids);
     if (prewarming) return;
     prewarming = true;
@@ -742,6 +745,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       }
     }
   }
+
+  if (registry.size <= PREWARM_AT_START)
+    prewarm(
+      registry.list().map((i) => i.id),
+      PREWARM_AT_START,
+    );
 
   return {
     server,
