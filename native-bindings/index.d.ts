@@ -38,4 +38,4 @@ export declare const FastPath: new (options: FastPathOptions) => NativeLoop;
 export declare function parseFastPath(
   request: Buffer,
   maxHeaderBytes: number,
-): { length: number; target: string; flags: number; close: boolean } | undefined;
+): { length: number; target: string; flags: number; close: boolean; token?: string } | undefined;

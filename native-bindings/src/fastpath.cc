@@ -3,8 +3,8 @@
 // One thread, one epoll. It owns the metadata listeners, accepts (in batches), reads each
 // connection's SO_MARK and answers the requests it has a precomputed answer for: a complete,
 // plain `GET <target> HTTP/1.1` whose headers are all among a few (Host, User-Agent, Accept,
-// Accept-Encoding, Connection, Metadata-Flavor, Metadata) and whose (mark, header flags, target)
-// JavaScript has put into the cache. The answer is written with one sendmsg; a keep-alive
+// Accept-Encoding, Connection, Metadata-Flavor, Metadata, and an IMDSv2 token JavaScript verified
+// for the mark) and whose (mark, header flags, target) JavaScript has put into the cache. The answer is written with one sendmsg; a keep-alive
 // connection stays here, idle, until its next request.
 //
 // Everything else — a miss, a partial or unusual request, a response that could not be written
@@ -78,6 +78,8 @@ struct Parsed {
   size_t length = 0;
   const char* target = nullptr;
   size_t targetLen = 0;
+  const char* token = nullptr;  // X-aws-ec2-metadata-token's value, when sent
+  size_t tokenLen = 0;
   uint8_t flags = 0;
   bool close = false;
 };
@@ -103,7 +105,9 @@ int ParseRequest(const char* buf, size_t len, size_t maxHeader, Parsed* out) {
   out->targetLen = static_cast<size_t>(sp - p);
   out->flags = 0;
   out->close = false;
-  bool seen[7] = {false, false, false, false, false, false, false};
+  out->token = nullptr;
+  out->tokenLen = 0;
+  bool seen[8] = {false, false, false, false, false, false, false, false};
   const char* line = lineEnd + 2;
   const char* stop = buf + headLen - 2;  // the final CRLF
   while (line < stop) {
@@ -132,6 +136,7 @@ int ParseRequest(const char* buf, size_t len, size_t maxHeader, Parsed* out) {
     else if (IEquals(line, nlen, "connection")) which = 4;
     else if (IEquals(line, nlen, "metadata-flavor")) which = 5;
     else if (IEquals(line, nlen, "metadata")) which = 6;
+    else if (IEquals(line, nlen, "x-aws-ec2-metadata-token")) which = 7;
     else return 0;
     if (seen[which]) return 0;
     seen[which] = true;
@@ -144,6 +149,10 @@ int ParseRequest(const char* buf, size_t len, size_t maxHeader, Parsed* out) {
     } else if (which == 6) {
       if (!IEquals(v, vlen, "true")) return 0;
       out->flags |= kMetadataTrue;
+    } else if (which == 7) {
+      if (vlen == 0) return 0;
+      out->token = v;
+      out->tokenLen = vlen;
     }
     line = le + 2;
   }
@@ -169,7 +178,7 @@ struct Conn {
   int64_t at = 0;
 };
 
-enum class CmdType { AddListener, RemoveListener, Put, Change, Adopt, Stop, Quit };
+enum class CmdType { AddListener, RemoveListener, Put, Change, Adopt, AllowToken, Stop, Quit };
 
 struct Cmd {
   explicit Cmd(CmdType t) : type(t) {}
@@ -181,6 +190,7 @@ struct Cmd {
   std::vector<uint32_t> marks;  // Change: unbound marks
   std::vector<uint32_t> drop;   // Change: marks whose answers go
   bool all = false;             // Change: every answer goes
+  int64_t expiresAt = 0;        // AllowToken: ms since the epoch
 };
 
 // Handoff state bits (the callback's third argument).
@@ -216,7 +226,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
                        {InstanceMethod("addListener", &FastPath::AddListener),
                         InstanceMethod("removeListener", &FastPath::RemoveListener),
                         InstanceMethod("put", &FastPath::Put), InstanceMethod("change", &FastPath::Change),
-                        InstanceMethod("adopt", &FastPath::Adopt), InstanceMethod("stop", &FastPath::Stop),
+                        InstanceMethod("adopt", &FastPath::Adopt), InstanceMethod("allowToken", &FastPath::AllowToken), InstanceMethod("stop", &FastPath::Stop),
                         InstanceMethod("close", &FastPath::Close), InstanceMethod("stats", &FastPath::Stats)});
   }
 
@@ -417,6 +427,25 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     return env.Undefined();
   }
 
+  // allowToken(mark, token, expiresAt): JavaScript verified `token` for the binding of `mark`.
+  Napi::Value AllowToken(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t mark;
+    if (!MarkArg(info, 0, &mark)) return env.Undefined();
+    if (info.Length() < 3 || !info[1].IsString() || !info[2].IsNumber()) {
+      Napi::TypeError::New(env, "allowToken(mark, token, expiresAt)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!Running(env)) return env.Undefined();
+    Cmd c(CmdType::AllowToken);
+    c.mark = mark;
+    c.key = info[1].As<Napi::String>().Utf8Value();
+    c.expiresAt = info[2].As<Napi::Number>().Int64Value();
+    if (c.key.empty() || c.key.size() > 256) return env.Undefined();
+    Push(std::move(c));
+    return env.Undefined();
+  }
+
   // adopt(fd, mark): takes a duplicate of a JavaScript connection's fd (JavaScript then closes
   // its own); true when taken.
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
@@ -579,16 +608,30 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
             cache_.clear();
             keysByMark_.clear();
             markOrder_.clear();
+            tokens_.clear();
             cacheBytes_ = 0;
           } else {
             for (uint32_t m : c.marks) DropMark(m);
             for (uint32_t m : c.drop) DropMark(m);
+            for (uint32_t m : c.marks) tokens_.erase(m);
+            for (uint32_t m : c.drop) tokens_.erase(m);
           }
           entries_ = cache_.size();
           for (uint32_t m : c.marks)
             for (Conn& k : conns_)
               if (k.active && k.mark == m) k.stale = true;
           break;
+        case CmdType::AllowToken: {
+          auto& list = tokens_[c.mark];
+          int64_t now = WallMs();
+          // Expired ones go; at most kTokensPerMark kept (the oldest goes first).
+          for (size_t i = list.size(); i-- > 0;)
+            if (list[i].second <= now || list[i].first == c.key) list.erase(list.begin() + static_cast<long>(i));
+          if (c.expiresAt > now) list.emplace_back(std::move(c.key), c.expiresAt);
+          while (list.size() > kTokensPerMark) list.erase(list.begin());
+          if (list.empty()) tokens_.erase(c.mark);
+          break;
+        }
         case CmdType::Adopt:
           if (stopping_) {
             close(c.fd);
@@ -622,6 +665,21 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
 
   // Starts tracking a connection; an adopted one is watched at once, an accepted one only once a
   // first read finds nothing (most have their request waiting by the time they are accepted).
+  static int64_t WallMs() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+  }
+
+  bool TokenValid(uint32_t mark, const char* token, size_t len) {
+    auto it = tokens_.find(mark);
+    if (it == tokens_.end()) return false;
+    int64_t now = WallMs();
+    for (const auto& t : it->second)
+      if (t.first.size() == len && std::memcmp(t.first.data(), token, len) == 0) return now < t.second;
+    return false;
+  }
+
   static uint32_t MarkOfKey(const std::string& k) {
     return (static_cast<uint32_t>(static_cast<uint8_t>(k[0])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(k[1])) << 16) |
            (static_cast<uint32_t>(static_cast<uint8_t>(k[2])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(k[3]));
@@ -718,7 +776,10 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     std::string key;
     while (off < len) {
       Parsed req;
-      if (k.stale || ParseRequest(buf + off, len - off, maxHeader_, &req) != 1) {
+      // A session token must be one JavaScript verified for this mark and not yet expired; then
+      // the request is answered as one without it (JavaScript caches nothing a token changes).
+      if (k.stale || ParseRequest(buf + off, len - off, maxHeader_, &req) != 1 ||
+          (req.token != nullptr && !TokenValid(k.mark, req.token, req.tokenLen))) {
         Handoff_(fd, std::string(), std::string(buf + off, len - off));
         return;
       }
@@ -851,6 +912,9 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
   std::unordered_map<uint32_t, std::vector<std::string>> keysByMark_;
   std::deque<uint32_t> markOrder_;  // marks in the order their first answer was cached
+  // Session tokens JavaScript verified, per mark, with their expiry (ms since the epoch).
+  std::unordered_map<uint32_t, std::vector<std::pair<std::string, int64_t>>> tokens_;
+  static constexpr size_t kTokensPerMark = 16;
   std::vector<Conn> conns_;
   std::vector<int> listeners_;
   std::vector<uint8_t> isListener_;  // by fd
@@ -883,6 +947,7 @@ Napi::Value ParseFastPath(const Napi::CallbackInfo& info) {
   o.Set("target", Napi::String::New(env, p.target, p.targetLen));
   o.Set("flags", Napi::Number::New(env, p.flags));
   o.Set("close", Napi::Boolean::New(env, p.close));
+  if (p.token != nullptr) o.Set("token", Napi::String::New(env, p.token, p.tokenLen));
   return o;
 }
 

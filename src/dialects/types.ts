@@ -69,6 +69,12 @@ export interface DialectResponse {
    * the time, a token, guest data or a rate limit.
    */
   readonly fixed?: boolean;
+  /**
+   * The request minted, or proved it holds, this session token for the instance, valid until
+   * `expiresAt` (ms since the epoch): the pipeline may accept it on the same binding without
+   * asking the dialect again (the native loop's token table).
+   */
+  readonly grant?: { readonly token: string; readonly expiresAt: number };
   /** When set, the pipeline stores this for the instance; later requests see it in `guestData`. */
   readonly store?: { readonly key: string; readonly value: string };
 }

@@ -14,8 +14,14 @@ export const FLAVOR_GOOGLE = 1;
 /** `Metadata: true` (Azure), any case. */
 export const METADATA_TRUE = 2;
 
+/**
+ * EC2's session token header. The loop answers a request carrying one only when JavaScript told it
+ * the token is valid for the connection's binding (allowToken), and then as the request without it.
+ */
+export const TOKEN = 'x-aws-ec2-metadata-token';
+
 /** The headers a replayable request may carry; anything else goes to JavaScript. */
-const ALLOWED = new Set(['host', 'user-agent', 'accept', 'accept-encoding', 'connection', 'metadata-flavor', 'metadata']);
+const ALLOWED = new Set(['host', 'user-agent', 'accept', 'accept-encoding', 'connection', 'metadata-flavor', 'metadata', TOKEN]);
 
 /**
  * The header flags of a lean request as the native loop computes them, or -1 when the loop would
@@ -33,7 +39,7 @@ export function fastPathFlags(req: LeanRequest): number {
     } else if (name === 'metadata') {
       if (v.toLowerCase() !== 'true') return -1;
       flags |= METADATA_TRUE;
-    }
+    } else if (name === TOKEN && v === '') return -1;
   }
   return flags;
 }
@@ -55,6 +61,8 @@ export interface NativeLoop {
    * connections of `unbound` marks go to JavaScript (stale) on their next request.
    */
   change(unbound: readonly number[], drop?: readonly number[]): void;
+  /** `token` is valid for the binding of `mark` until `expiresAt` (ms since the epoch); forgotten with the mark's answers. */
+  allowToken(mark: number, token: string, expiresAt: number): void;
   /** Takes a duplicate of an idle keep-alive connection's fd (the caller closes its own); false if not taken. */
   adopt(fd: number, mark: number): boolean;
   /** Stops accepting; idle connections closed, those with bytes waiting handed over. */

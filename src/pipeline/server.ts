@@ -8,6 +8,7 @@ import http from 'node:http';
 import net, { type Socket } from 'node:net';
 import { DateHeader, leanHead, leanPrefix, leanSuffix, parseLean, unsafeHeaderValue, type LeanRequest } from './lean.js';
 import {
+  TOKEN,
   CACHE_BYTES,
   HANDOFF_CLOSE_AFTER,
   HANDOFF_STALE,
@@ -124,6 +125,8 @@ interface LeanConn {
   ended: boolean;
   /** The request being answered may be put into the native loop's cache (its dialect has no rate limit). */
   replay: boolean;
+  /** The binding's EC2 tokens are optional (set while a request is answered). */
+  tokensOptional: boolean;
   /** Pre-renders what a crawler of the request's tree asks next (set while a request is answered). */
   warm: ((flags: number, headers: Readonly<Record<string, string>>) => void) | undefined;
   /** Bytes that arrived while a request was being answered: the general path takes them after the answer. */
@@ -308,6 +311,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       busy: false,
       ended: false,
       replay: false,
+      tokensOptional: false,
       warm: undefined,
       queued: undefined,
       toGeneral,
@@ -365,6 +369,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     if (dialect !== undefined) {
       // Answers of rate-limited dialects are never replayed by the native loop (it counts nothing).
       conn.replay = native !== undefined && (limits.rate_per_s?.[dialect.name] ?? 0) === 0;
+      conn.tokensOptional = ec2OptionsFor(opts.config, bound.instance).tokens === 'optional';
       if (conn.replay && dialect.targets !== undefined) conn.warm = (flags, headers) => warm(ident, dialect, lreq.path, flags, headers);
       answer(sink, dreq, dialect, ident);
       conn.replay = false;
@@ -508,12 +513,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
           out.wait === undefined &&
           out.store === undefined
         ) {
-          const flags = fastPathFlags(lreq);
+          // With a token, only an answer the token was checked for (grant) and that a token-less
+          // request would get too (tokens optional) goes in, under the token-less key.
+          const flags = lreq.headers[TOKEN] === undefined || (out.grant !== undefined && conn.tokensOptional) ? fastPathFlags(lreq) : -1;
           if (flags >= 0) {
             const bytes = Buffer.from(body, 'utf8');
             cached = native.put(ident.mark, flags, lreq.target, leanPrefix(out.status, out.headers, bytes.length), bytes);
-            // Before the answer leaves: the client's next requests find the rest of its tree ready.
-            if (cached) conn.warm?.(flags, lreq.headers);
+            // Before the answer leaves: the client's next requests find the rest of its tree ready
+            // (rendered as token-less requests: the same answers, as above).
+            if (cached) conn.warm?.(flags, withoutToken(lreq.headers));
           }
         }
         conn.served = true;
@@ -670,6 +678,8 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     try {
       const out = dialect.handle(dreq, ctxFor(b));
       if (out.store !== undefined) guestData.set(b.instance.id, out.store.key, out.store.value);
+      // A token minted or proved here: the loop accepts it on this binding from now on.
+      if (out.grant !== undefined) native?.allowToken(ident.mark, out.grant.token, out.grant.expiresAt);
       return out;
     } catch (err) {
       log.error({ err: String(err), path: dreq.path, instance: b.instance.id }, 'dialect failed');
@@ -770,6 +780,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     native,
     dispose: () => native?.close(),
   };
+}
+
+function withoutToken(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const { [TOKEN]: _token, ...rest } = headers;
+  void _token;
+  return rest;
 }
 
 function refusal(dialect: DialectEntry, status: 429 | 503): DialectResponse {

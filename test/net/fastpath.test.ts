@@ -3,6 +3,7 @@
 // keep-alive connections back and forth; a change empties the cache; a removed instance's
 // connection gets nothing more; its header timeout; and `listen.fast_path: false` turns it off.
 import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
 import { adminGet, adminRequest, withServedLab } from '../helpers/net.js';
 import type { Lab, LabInstance } from '../../src/lab/lab.js';
 import type { NativeLoopStats } from '../../src/pipeline/fastpath.js';
@@ -137,6 +138,47 @@ t.test('keep-alive: the connection moves to the loop after a cached answer; a ch
   t.same(seen, ['guest-1', 'renamed-1', 'renamed-1'], 'the held connection sees the change');
   t.equal((await lab.curl(1, HOST)).body, 'renamed-1');
   t.equal((await lab.curl(1, HOST)).body, 'renamed-1');
+});
+
+t.test('IMDSv2: the loop answers reads with a token JavaScript minted, and nothing else', async (t) => {
+  const { lab, config } = await withServedLab(t, {
+    guests: 3,
+    edit: (c) => {
+      const third = c.instances[2];
+      if (third) third.ec2 = { tokens: 'required' };
+    },
+  });
+  const sock = config.admin.socket;
+  const [id1, id2, id3] = config.instances.map((i) => i.id);
+  const put = async (i: number, ttl = '60'): Promise<string> =>
+    (await lab.curl(i, '/latest/api/token', { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': ttl } })).body;
+  const read = (i: number, path: string, token?: string) =>
+    lab.curl(i, path, token === undefined ? {} : { headers: { 'X-aws-ec2-metadata-token': token } });
+
+  const tok1 = await put(1);
+  const before = await fastStats(sock);
+  t.equal((await read(1, ID, tok1)).body, id1);
+  t.equal((await read(1, HOST, tok1)).body, 'guest-1');
+  const after = await fastStats(sock);
+  t.equal((after?.answered ?? 0) - (before?.answered ?? 0), 2, 'reads with the minted token: the loop');
+  t.equal(after?.handedOff, before?.handedOff, 'nothing handed over');
+
+  const forged = Buffer.from(randomBytes(41)).toString('base64url');
+  t.equal((await read(1, ID, forged)).status, 401, 'a forged token: 401');
+  t.equal((await read(1, ID, `${tok1.slice(0, -2)}AA`)).status, 401, 'a tampered token: 401');
+  t.equal((await read(2, ID, tok1)).status, 401, "guest 1's token on guest 2: 401");
+  t.equal((await read(2, ID)).body, id2, 'guest 2 without a token: its own id');
+  const short = await put(1, '1');
+  t.equal((await read(1, ID, short)).body, id1);
+  await new Promise((r) => setTimeout(r, 1300));
+  t.equal((await read(1, ID, short)).status, 401, 'an expired token: 401, from the loop too');
+
+  // Tokens required: nothing of this instance is ever answered without one.
+  t.equal((await read(3, ID)).status, 401);
+  const tok3 = await put(3);
+  for (let i = 0; i < 3; i++) t.equal((await read(3, ID, tok3)).body, id3, 'with its token: its id');
+  for (let i = 0; i < 3; i++) t.equal((await read(3, ID)).status, 401, 'still 401 without a token');
+  t.equal((await read(3, HOST)).status, 401);
 });
 
 t.test('an instance registered at run time is answered by the loop from its first request', async (t) => {

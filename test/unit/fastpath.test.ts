@@ -9,25 +9,32 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type * as Native from '../../native-bindings/index.js';
 import { parseLean } from '../../src/pipeline/lean.js';
-import { FLAVOR_GOOGLE, METADATA_TRUE, fastPathFlags } from '../../src/pipeline/fastpath.js';
+import { FLAVOR_GOOGLE, METADATA_TRUE, TOKEN, fastPathFlags } from '../../src/pipeline/fastpath.js';
 
 const addonPath = fileURLToPath(new URL('../../native-bindings/index.cjs', import.meta.url));
 const native = createRequire(import.meta.url)(addonPath) as typeof Native;
 
 const MAX = 8192;
 
-function js(text: string): { target: string; flags: number; close: boolean } | undefined {
+interface Seen {
+  target: string;
+  flags: number;
+  close: boolean;
+  token: string | undefined;
+}
+
+function js(text: string): Seen | undefined {
   const r = parseLean(text, MAX);
   if (r === undefined) return undefined;
   const flags = fastPathFlags(r);
-  return flags < 0 ? undefined : { target: r.target, flags, close: r.close };
+  return flags < 0 ? undefined : { target: r.target, flags, close: r.close, token: r.headers[TOKEN] };
 }
 
-function nat(text: string): { target: string; flags: number; close: boolean } | undefined {
+function nat(text: string): Seen | undefined {
   const r = native.parseFastPath(Buffer.from(text, 'latin1'), MAX);
   if (r === undefined) return undefined;
   t.equal(r.length, Buffer.byteLength(text, 'latin1'), 'one request: its whole length');
-  return { target: r.target, flags: r.flags, close: r.close };
+  return { target: r.target, flags: r.flags, close: r.close, token: r.token };
 }
 
 /** A target the lean path cannot decode: never cached, so the loop's looser check is harmless. */
@@ -42,13 +49,14 @@ function undecodable(target: string): boolean {
 
 t.test('examples', async (t) => {
   const base = 'GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n';
-  t.same(nat(`${base}\r\n`), { target: '/latest/meta-data/', flags: 0, close: false });
+  t.same(nat(`${base}\r\n`), { target: '/latest/meta-data/', flags: 0, close: false, token: undefined });
   t.same(js(`${base}\r\n`), nat(`${base}\r\n`));
   t.same(nat(`${base}Connection: CLOSE\r\nUser-Agent: x\r\n\r\n`)?.close, true);
   t.same(nat(`${base}Metadata-Flavor: Google\r\n\r\n`)?.flags, FLAVOR_GOOGLE);
   t.same(nat(`${base}metadata:  True \r\n\r\n`)?.flags, METADATA_TRUE);
   t.equal(nat(`${base}Metadata-Flavor: google\r\n\r\n`), undefined, 'GCE checks the value exactly');
-  t.equal(nat(`${base}X-aws-ec2-metadata-token: abc\r\n\r\n`), undefined, 'a token: JavaScript');
+  t.equal(nat(`${base}X-aws-ec2-metadata-token:  abc \r\n\r\n`)?.token, 'abc', 'a token: taken, checked against the token table');
+  t.equal(nat(`${base}X-aws-ec2-metadata-token: \r\n\r\n`), undefined, 'an empty token: JavaScript');
   t.equal(nat(`${base}Content-Length: 0\r\n\r\n`), undefined);
   t.equal(nat(`${base}Host: again\r\n\r\n`), undefined, 'a repeated header');
   t.equal(nat('GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n'), undefined, 'no Host');
@@ -125,7 +133,7 @@ t.test('random requests: whatever the loop accepts, JavaScript accepts the same 
     const b = js(text);
     if (b !== undefined) {
       accepted++;
-      if (a === undefined || a.target !== b.target || a.flags !== b.flags || a.close !== b.close) {
+      if (a === undefined || a.target !== b.target || a.flags !== b.flags || a.close !== b.close || a.token !== b.token) {
         t.fail(`JavaScript would cache it, the loop disagrees: ${JSON.stringify(text)} ${JSON.stringify(a)} ${JSON.stringify(b)}`);
         continue;
       }

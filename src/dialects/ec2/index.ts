@@ -6,7 +6,7 @@
  * session token (401) · path (404).
  */
 import type { DialectContext, DialectRequest, DialectResponse } from '../types.js';
-import { TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, mintToken, parseTtl, verifyToken } from './token.js';
+import { TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, mintToken, parseTtl, tokenExpiry, verifyToken } from './token.js';
 import { TEXT, render, resolve, targetsUnder, treeFor } from './tree.js';
 import { isVersion } from './versions.js';
 
@@ -39,22 +39,27 @@ function putToken(req: DialectRequest, ctx: DialectContext): DialectResponse {
   if (req.headers['x-forwarded-for'] !== undefined) return reply(403, 'Forbidden');
   const ttl = parseTtl(req.headers[TTL_HEADER]);
   if (ttl === undefined) return reply(400, 'Bad Request');
+  const token = mintToken(ctx.tokenKey, ctx.instance.id, req.now, ttl);
   return {
-    ...reply(200, mintToken(ctx.tokenKey, ctx.instance.id, req.now, ttl), {
-      [TTL_RESPONSE_HEADER]: String(ttl),
-    }),
+    ...reply(200, token, { [TTL_RESPONSE_HEADER]: String(ttl) }),
     ipTtl: ctx.ec2.hop_limit,
+    grant: { token, expiresAt: tokenExpiry(token) ?? req.now },
   };
 }
 
-/** undefined when the read may proceed, else the 401. */
-function authorize(req: DialectRequest, ctx: DialectContext): DialectResponse | undefined {
+/** `ok` when the read may proceed (with the token it proved, if any), else the 401. */
+function authorize(
+  req: DialectRequest,
+  ctx: DialectContext,
+): { ok: true; grant?: DialectResponse['grant'] } | { ok: false; refusal: DialectResponse } {
   const token = req.headers[TOKEN_HEADER];
   if (token === undefined) {
-    return ctx.ec2.tokens === 'required' ? reply(401, 'Unauthorized') : undefined;
+    return ctx.ec2.tokens === 'required' ? { ok: false, refusal: reply(401, 'Unauthorized') } : { ok: true };
   }
   // A token that is present but wrong is refused even when tokens are optional, as AWS does.
-  return verifyToken(ctx.tokenKey, ctx.instance.id, token.trim(), req.now) ? undefined : reply(401, 'Unauthorized');
+  const t = token.trim();
+  if (!verifyToken(ctx.tokenKey, ctx.instance.id, t, req.now)) return { ok: false, refusal: reply(401, 'Unauthorized') };
+  return { ok: true, grant: { token: t, expiresAt: tokenExpiry(t) ?? req.now } };
 }
 
 /**
@@ -74,13 +79,15 @@ export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed('GET, HEAD');
 
-  const refused = authorize(req, ctx);
-  if (refused !== undefined) return refused;
+  const auth = authorize(req, ctx);
+  if (!auth.ok) return auth.refusal;
+  const grant = auth.grant !== undefined ? { grant: auth.grant } : {};
 
   const node = resolve(treeFor(ctx.instance), req.path);
-  // A request with a token never reaches here fixed: the pipeline replays only token-less reads.
-  if (node === undefined) return { ...reply(404, 'Not Found'), fixed: true };
+  // With a token, the answer is the token-less one (optional mode) plus the grant: the pipeline caches it
+  // only when tokens are optional, under the token-less key, and lets the loop check the token.
+  if (node === undefined) return { ...reply(404, 'Not Found'), fixed: true, ...grant };
   const { type, body } = render(node, { port: ctx.port, now: req.now, since: ctx.since });
   // Leaves rendered per request (time, port, registration time) are not replayed.
-  return { ...reply(200, body, { 'Content-Type': type }), fixed: node.kind === 'dir' || typeof node.body === 'string' };
+  return { ...reply(200, body, { 'Content-Type': type }), fixed: node.kind === 'dir' || typeof node.body === 'string', ...grant };
 }

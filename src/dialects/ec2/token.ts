@@ -56,6 +56,13 @@ export function mintToken(key: Buffer, instanceId: string, now: number, ttlSecon
   return Buffer.concat([h, mac(key, instanceId, h)]).toString('base64url');
 }
 
+/** The expiry (ms since the epoch) a token of the right shape carries; says nothing of its validity. */
+export function tokenExpiry(token: string): number | undefined {
+  if (!TOKEN_SHAPE.test(token)) return undefined;
+  const raw = Buffer.from(token, 'base64url');
+  return raw.length === TOKEN_BYTES ? Number(raw.readBigUInt64BE(1)) : undefined;
+}
+
 /** True when `token` was minted with `key` for `instanceId` and has not expired at `now` (ms). */
 export function verifyToken(key: Buffer, instanceId: string, token: string, now: number): boolean {
   if (!TOKEN_SHAPE.test(token)) return false;
