@@ -203,7 +203,14 @@ struct Handoff {
   int state;
   std::string out;
   std::string rest;
+  std::shared_ptr<std::atomic<int64_t>> inflight;  // the loop's count of handoffs JavaScript has not taken yet
 };
+
+// Handoffs JavaScript has not taken yet above which the loop stops accepting (until half are
+// taken): a flood of misses must not pile connections up faster than JavaScript answers them.
+constexpr int64_t kMaxInflight = 1024;
+// How long accepting pauses when the process is out of descriptors or memory (EMFILE, ENFILE, …).
+constexpr int64_t kPauseOnErrorMs = 100;
 
 std::string KeyOf(uint32_t mark, uint8_t flags, const char* target, size_t len) {
   std::string k;
@@ -486,6 +493,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     o.Set("entries", Napi::Number::New(env, static_cast<double>(entries_.load())));
     o.Set("cacheBytes", Napi::Number::New(env, static_cast<double>(cacheBytes_.load())));
     o.Set("evicted", Napi::Number::New(env, static_cast<double>(evicted_.load())));
+    o.Set("acceptPauses", Napi::Number::New(env, static_cast<double>(acceptPauses_.load())));
     return o;
   }
 
@@ -497,7 +505,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     bool quit = false;
     int64_t lastSweep = NowMs();
     while (!quit) {
-      int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), sweepMs_);
+      int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), acceptPaused_ ? 10 : sweepMs_);
       for (int i = 0; i < n && !quit; i++) {
         int fd = events[static_cast<size_t>(i)].data.fd;
         if (fd == ev_) {
@@ -512,6 +520,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
         }
       }
       int64_t now = NowMs();
+      MaybeResumeAccepting(now);
       if (now - lastSweep >= sweepMs_) {
         lastSweep = now;
         Sweep(now);
@@ -549,7 +558,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           epoll_event e{};
           e.events = EPOLLIN;
           e.data.fd = c.fd;
-          if (epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &e) == 0) {
+          if (acceptPaused_ || epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &e) == 0) {  // paused: added on resume
             listeners_.push_back(c.fd);
             MarkListener(c.fd, true);
           } else {
@@ -746,13 +755,38 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   void AcceptAll(int lfd) {
     for (int i = 0; i < kAcceptBatch; i++) {
       int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN, or a connection that died in the queue
+      if (fd < 0) {
+        // Out of descriptors or memory: the listener stays readable, so pause rather than spin.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) PauseAccepting(NowMs() + kPauseOnErrorMs);
+        return;  // EAGAIN, or a connection that died in the queue
+      }
       accepted_++;
       uint32_t mark = 0;
       socklen_t len = sizeof(mark);
       if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) mark = 0;
       Track(fd, mark, false);
       Serve(fd);
+      if (acceptPaused_) return;  // too many handoffs waiting (Handoff_)
+    }
+  }
+
+  // Stops watching the listeners (the kernel keeps queueing up to the backlog, then drops SYNs).
+  void PauseAccepting(int64_t until) {
+    if (acceptPaused_) return;
+    acceptPaused_ = true;
+    pauseUntil_ = until;
+    acceptPauses_++;
+    for (int l : listeners_) epoll_ctl(ep_, EPOLL_CTL_DEL, l, nullptr);
+  }
+
+  void MaybeResumeAccepting(int64_t now) {
+    if (!acceptPaused_ || now < pauseUntil_ || inflight_->load() > kMaxInflight / 2) return;
+    acceptPaused_ = false;
+    for (int l : listeners_) {
+      epoll_event e{};
+      e.events = EPOLLIN;
+      e.data.fd = l;
+      epoll_ctl(ep_, EPOLL_CTL_ADD, l, &e);
     }
   }
 
@@ -852,10 +886,12 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   // Gives the connection to JavaScript: `out` first to write, `rest` its first bytes to read.
   void Handoff_(int fd, std::string out, std::string rest, bool closeAfter = false) {
     Conn& k = conns_[static_cast<size_t>(fd)];
-    auto* h = new Handoff{fd, k.mark, (k.stale ? kStale : 0) | (closeAfter ? kCloseAfter : 0), std::move(out), std::move(rest)};
+    auto* h = new Handoff{fd, k.mark, (k.stale ? kStale : 0) | (closeAfter ? kCloseAfter : 0), std::move(out), std::move(rest), inflight_};
     Untrack(fd, false);
     handedOff_++;
+    if (++(*inflight_) >= kMaxInflight) PauseAccepting(0);
     napi_status s = tsfn_.NonBlockingCall(h, [](Napi::Env env, Napi::Function cb, Handoff* h) {
+      (*h->inflight)--;
       if (env == nullptr || cb.IsEmpty()) {
         close(h->fd);
         delete h;
@@ -868,6 +904,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
       delete h;
     });
     if (s != napi_ok) {
+      (*inflight_)--;
       close(fd);
       delete h;
     }
@@ -922,7 +959,10 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   time_t dateSecond_ = 0;
   std::string date_;
 
-  std::atomic<uint64_t> accepted_{0}, answered_{0}, handedOff_{0}, adopted_{0}, timedOut_{0}, evicted_{0};
+  std::atomic<uint64_t> accepted_{0}, answered_{0}, handedOff_{0}, adopted_{0}, timedOut_{0}, evicted_{0}, acceptPauses_{0};
+  std::shared_ptr<std::atomic<int64_t>> inflight_ = std::make_shared<std::atomic<int64_t>>(0);
+  bool acceptPaused_ = false;
+  int64_t pauseUntil_ = 0;
   std::atomic<int64_t> open_{0};
   std::atomic<size_t> entries_{0};
   std::atomic<size_t> cacheBytes_{0};

@@ -90,6 +90,8 @@ export interface NativeLoopStats {
   cacheBytes: number;
   /** Marks whose answers were forgotten to make room (the oldest first). */
   evicted: number;
+  /** Times accepting paused: 1,024 connections handed over and not yet taken by JavaScript, or out of descriptors. */
+  acceptPauses: number;
 }
 
 /** What the addon's constructor takes. */

@@ -5,6 +5,7 @@
 // cache. Plus the loop's own object on loopback: listeners, put, answers, handoff, adopt, stop.
 import t from 'tap';
 import { createRequire } from 'node:module';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type * as Native from '../../native-bindings/index.js';
@@ -250,4 +251,65 @@ t.test('after close(): calls do nothing and throw nothing', async (t) => {
   t.equal(loop.adopt(0, 1), false);
   t.doesNotThrow(() => loop.change([1], [2]));
   t.doesNotThrow(() => loop.stop());
+});
+
+t.test('a flood of misses: accepting pauses while 1,024 handoffs wait; all are served in the end', async (t) => {
+  let answered = 0;
+  const loop = new native.FastPath({
+    handoff: (fd) => {
+      const s = new net.Socket({ fd, readable: true, writable: true });
+      s.on('error', () => undefined);
+      s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', () => answered++);
+    },
+    maxHeaderBytes: MAX,
+    headerTimeoutMs: 30000,
+    keepAliveTimeoutMs: 30000,
+    keepAliveSuffix: '\r\n',
+    closeSuffix: '\r\n',
+    timeoutResponse: '',
+    cacheBytes: 1 << 20,
+  });
+  t.teardown(() => loop.close());
+  let port = 0;
+  let fd = -1;
+  for (let i = 0; fd < 0 && i < 20; i++) {
+    port = 20000 + Math.floor(Math.random() * 40000);
+    try {
+      fd = native.listenTcp('127.0.0.1', port, '', 4096);
+    } catch {
+      fd = -1;
+    }
+  }
+  loop.addListener(fd);
+  const N = 1500;
+  // The clients live in another process: this one blocks its event loop, so nothing is taken.
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `let done = 0, ok = 0; const net = require('node:net');
+       for (let i = 0; i < ${N}; i++) {
+         const s = net.connect(${port}, '127.0.0.1', () => s.write('GET /miss HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'));
+         let b = ''; s.on('data', (d) => (b += d)); s.on('error', () => {});
+         s.on('close', () => { if (b.startsWith('HTTP/1.1 404')) ok++; if (++done === ${N}) { console.log(ok); process.exit(0); } });
+       }
+       setTimeout(() => { console.log('timeout ' + ok); process.exit(1); }, 20000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  // JavaScript busy (up to 10 s) until the loop has handed over more than it may have waiting.
+  const until = Date.now() + 10_000;
+  while (Date.now() < until && loop.stats().handedOff < 1024) {
+    /* handoffs pile up in the loop's queue */
+  }
+  const piled = loop.stats();
+  t.ok(piled.handedOff >= 1024 && piled.handedOff < N, `${piled.handedOff} handoffs waiting while JavaScript was busy`);
+  await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => child.once('exit', r));
+  t.equal(out.trim(), String(N), 'every connection answered in the end');
+  const st = loop.stats();
+  t.ok(st.acceptPauses >= 1, `accepting paused (${st.acceptPauses} times)`);
+  t.ok(answered >= N, 'each by JavaScript');
 });
