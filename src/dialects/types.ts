@@ -63,10 +63,10 @@ export interface DialectResponse {
   /** When set, the pipeline may hold the request (see WaitSpec); `status`/`body` are the current answer. */
   readonly wait?: WaitSpec;
   /**
-   * The answer depends on nothing but the instance, the port, the method, path and query, and the
-   * presence of the headers the dialect requires: the pipeline may replay it, byte for byte, until
-   * the instance changes (the native serving loop's cache). Never set on answers that depend on
-   * the time, a token, guest data or a rate limit.
+   * The answer depends on nothing but the instance (and when it was registered), the port, the
+   * method, path and query, and the presence of the headers the dialect requires: the pipeline
+   * may replay it, byte for byte, until the instance changes (the native serving loop's cache).
+   * Never set on answers that depend on the clock, a token, guest data or a rate limit.
    */
   readonly fixed?: boolean;
   /**

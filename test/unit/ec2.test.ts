@@ -382,3 +382,16 @@ t.test('tree: cached per instance object, odd names kept out', async (t) => {
   t.equal(keyName('ssh-rsa AAAA', 3), 'key-3');
   t.equal(resolve(buildTree(bare), 'no-slash'), undefined);
 });
+
+t.test('fixed: what may be replayed, and what reads the clock or a token', async (t) => {
+  t.equal(get('/latest/meta-data/instance-id').fixed, true);
+  t.equal(get('/latest/meta-data/').fixed, true, 'a listing');
+  t.equal(get('/latest/meta-data/local-ipv4').fixed, true, "the port's: the cache is per binding");
+  t.equal(get('/latest/dynamic/instance-identity/document').fixed, true, 'the port and the registration time: per binding');
+  t.equal(get('/latest/meta-data/nope').fixed, true, '404');
+  t.notOk(get('/latest/meta-data/iam/info').fixed, 'LastUpdated is the clock');
+  t.notOk(get('/latest/meta-data/iam/security-credentials/web-role').fixed, 'credentials: the clock');
+  t.equal(get('/latest/meta-data/iam/security-credentials/').fixed, true, 'the role listing');
+  t.notOk(get('/latest/meta-data/instance-id', ctxFor(inst, 0, 'required')).fixed, 'required, no token: 401');
+  t.equal(get('/latest/meta-data/instance-id').grant, undefined, 'no token: no grant');
+});

@@ -88,6 +88,7 @@ export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {
   // only when tokens are optional, under the token-less key, and lets the loop check the token.
   if (node === undefined) return { ...reply(404, 'Not Found'), fixed: true, ...grant };
   const { type, body } = render(node, { port: ctx.port, now: req.now, since: ctx.since });
-  // Leaves rendered per request (time, port, registration time) are not replayed.
-  return { ...reply(200, body, { 'Content-Type': type }), fixed: node.kind === 'dir' || typeof node.body === 'string', ...grant };
+  // Leaves that read the clock (iam info, credentials) are not replayed; those of the port or the
+  // registration time are (the cache is per binding and forgets a changed instance).
+  return { ...reply(200, body, { 'Content-Type': type }), fixed: node.kind === 'dir' || node.clocked !== true, ...grant };
 }

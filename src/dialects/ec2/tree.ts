@@ -32,6 +32,8 @@ export interface Leaf {
   readonly kind: 'leaf';
   readonly type: string;
   readonly body: string | Render;
+  /** The body reads the clock (`env.now`): never the same twice, never replayed. */
+  readonly clocked?: boolean;
 }
 
 export interface Dir {
@@ -49,8 +51,9 @@ function leaf(body: string | Render, type: string = TEXT): Leaf {
   return { kind: 'leaf', type, body };
 }
 
-function json(render: (env: RenderEnv) => unknown): Leaf {
-  return leaf((env) => JSON.stringify(render(env), null, 2), JSON_TYPE);
+function json(render: (env: RenderEnv) => unknown, clocked = false): Leaf {
+  const l = leaf((env) => JSON.stringify(render(env), null, 2), JSON_TYPE);
+  return clocked ? { ...l, clocked } : l;
 }
 
 /** True for a name a path segment can reach and a listing line can carry. */
@@ -102,27 +105,33 @@ function iam(inst: Instance): Dir | undefined {
   return dir([
     [
       'info',
-      json((env) => ({
-        Code: 'Success',
-        LastUpdated: isoSeconds(env.now),
-        InstanceProfileArn: `arn:aws:iam::${inst.project}:instance-profile/${role.name}`,
-        InstanceProfileId: instanceProfileId(inst.id, role.name),
-      })),
+      json(
+        (env) => ({
+          Code: 'Success',
+          LastUpdated: isoSeconds(env.now),
+          InstanceProfileArn: `arn:aws:iam::${inst.project}:instance-profile/${role.name}`,
+          InstanceProfileId: instanceProfileId(inst.id, role.name),
+        }),
+        true,
+      ),
     ],
     [
       'security-credentials',
       dir([
         [
           role.name,
-          json((env) => ({
-            Code: 'Success',
-            LastUpdated: isoSeconds(env.now),
-            Type: 'AWS-HMAC',
-            AccessKeyId: role.access_key_id,
-            SecretAccessKey: role.secret_access_key,
-            Token: role.token,
-            Expiration: role.expiration,
-          })),
+          json(
+            (env) => ({
+              Code: 'Success',
+              LastUpdated: isoSeconds(env.now),
+              Type: 'AWS-HMAC',
+              AccessKeyId: role.access_key_id,
+              SecretAccessKey: role.secret_access_key,
+              Token: role.token,
+              Expiration: role.expiration,
+            }),
+            true,
+          ),
         ],
       ]),
     ],
