@@ -48,6 +48,22 @@ function undecodable(target: string): boolean {
   }
 }
 
+/** A listener on a free loopback port (listenTcp takes no port 0: a few random tries) given to `loop`; its port. */
+function listenOn(loop: { addListener(fd: number): void }, backlog: number): number {
+  for (let i = 0; i < 20; i++) {
+    const port = 20000 + Math.floor(Math.random() * 40000);
+    let fd: number;
+    try {
+      fd = native.listenTcp('127.0.0.1', port, '', backlog);
+    } catch {
+      continue;
+    }
+    loop.addListener(fd);
+    return port;
+  }
+  throw new Error('no free loopback port');
+}
+
 t.test('examples', async (t) => {
   const base = 'GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n';
   t.same(nat(`${base}\r\n`), { target: '/latest/meta-data/', flags: 0, close: false, token: undefined });
@@ -166,18 +182,7 @@ t.test('the loop on loopback: answers what was put, hands over the rest, adopts,
     cacheBytes: 1 << 20,
   });
   t.teardown(() => loop.close());
-  // A free port on loopback (listenTcp takes no port 0): try a few.
-  let port = 0;
-  let fd = -1;
-  for (let i = 0; fd < 0 && i < 20; i++) {
-    port = 20000 + Math.floor(Math.random() * 40000);
-    try {
-      fd = native.listenTcp('127.0.0.1', port, '', 64);
-    } catch {
-      fd = -1;
-    }
-  }
-  loop.addListener(fd);
+  const port = listenOn(loop, 64);
   t.ok(loop.put(0, 0, '/hit', 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n', Buffer.from('hello')));
   await new Promise((r) => setTimeout(r, 50));
 
@@ -270,17 +275,7 @@ t.test('a flood of misses: accepting pauses while 1,024 handoffs wait; all are s
     cacheBytes: 1 << 20,
   });
   t.teardown(() => loop.close());
-  let port = 0;
-  let fd = -1;
-  for (let i = 0; fd < 0 && i < 20; i++) {
-    port = 20000 + Math.floor(Math.random() * 40000);
-    try {
-      fd = native.listenTcp('127.0.0.1', port, '', 4096);
-    } catch {
-      fd = -1;
-    }
-  }
-  loop.addListener(fd);
+  const port = listenOn(loop, 4096);
   const N = 1500;
   // The clients live in another process: this one blocks its event loop, so nothing is taken.
   const child = spawn(
