@@ -1,6 +1,7 @@
 /**
- * Process-level safety net: if the process exits or is killed (SIGINT/SIGTERM/SIGHUP) before a
- * lab's teardown ran, kill its daemons and delete its namespaces synchronously.
+ * Process-level safety net: if the process exits or is killed (SIGINT/SIGTERM/SIGHUP, or tap's
+ * timeout SIGALRM) before a lab's teardown ran, kill its daemons and delete its namespaces
+ * synchronously.
  */
 import { activeLabs } from './lab.js';
 
@@ -13,6 +14,10 @@ export function installLabSafetyNet(): void {
     for (const lab of activeLabs()) lab.downSync();
   };
   process.on('exit', cleanup);
+  // tap's timeout: the runner sends SIGALRM, the test process's own handler reports the timeout
+  // and the process then ends by the signal, without 'exit' handlers: clean up first. Not
+  // re-raised here (tap handles it).
+  process.on('SIGALRM', cleanup);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = (): void => {
       cleanup();
