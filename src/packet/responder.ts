@@ -71,6 +71,18 @@ export function interfaceMac(ifname: string): string {
   return readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim();
 }
 
+/**
+ * Closed `cap` handles, kept until the process ends. cap's Pcap object holds a Nan::AsyncResource
+ * whose destructor calls into V8; when the garbage collector frees a Pcap, that destructor runs
+ * inside the collection and crashes the process (seen as a SIGSEGV in Pcap::~Pcap from a weak
+ * callback, under gdb). A closed handle has released its libpcap handle and its buffer; what is
+ * kept is a small object per responder ever stopped.
+ */
+const closedHandles: unknown[] = [];
+function keepClosed(h: unknown): void {
+  closedHandles.push(h);
+}
+
 export class NeighborResponder {
   readonly counters: ResponderCounters;
   private readonly log: Logger;
@@ -114,6 +126,7 @@ export class NeighborResponder {
     const linkType = h.open(o.ifname, filter, 1 << 20, this.buffer);
     if (linkType !== 'ETHERNET') {
       h.close();
+      keepClosed(h);
       throw new Error(`${o.ifname}: link type ${linkType}, not Ethernet`);
     }
     h.on('packet', (nbytes, truncated) => this.onPacket(nbytes, truncated));
@@ -132,6 +145,7 @@ export class NeighborResponder {
     } catch (e) {
       this.log.warn({ ifname: this.opts.ifname, err: String(e) }, 'neighbor responder: close failed');
     }
+    keepClosed(h);
     this.log.info({ ifname: this.opts.ifname, counters: { ...this.counters } }, 'neighbor responder stopped');
   }
 
