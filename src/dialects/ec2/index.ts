@@ -6,7 +6,7 @@
  * session token (401) · path (404).
  */
 import type { DialectContext, DialectRequest, DialectResponse } from '../types.js';
-import { TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, mintToken, parseTtl, tokenExpiry, verifyToken } from './token.js';
+import { TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, mint, parseTtl, verifiedExpiry } from './token.js';
 import { TEXT, render, resolve, targetsUnder, treeFor } from './tree.js';
 import { isVersion } from './versions.js';
 
@@ -39,11 +39,11 @@ function putToken(req: DialectRequest, ctx: DialectContext): DialectResponse {
   if (req.headers['x-forwarded-for'] !== undefined) return reply(403, 'Forbidden');
   const ttl = parseTtl(req.headers[TTL_HEADER]);
   if (ttl === undefined) return reply(400, 'Bad Request');
-  const token = mintToken(ctx.tokenKey, ctx.instance.id, req.now, ttl);
+  const { token, expiresAt } = mint(ctx.tokenKey, ctx.instance.id, req.now, ttl);
   return {
     ...reply(200, token, { [TTL_RESPONSE_HEADER]: String(ttl) }),
     ipTtl: ctx.ec2.hop_limit,
-    grant: { token, expiresAt: tokenExpiry(token) ?? req.now },
+    grant: { token, expiresAt },
   };
 }
 
@@ -58,19 +58,20 @@ function authorize(
   }
   // A token that is present but wrong is refused even when tokens are optional, as AWS does.
   const t = token.trim();
-  if (!verifyToken(ctx.tokenKey, ctx.instance.id, t, req.now)) return { ok: false, refusal: reply(401, 'Unauthorized') };
-  return { ok: true, grant: { token: t, expiresAt: tokenExpiry(t) ?? req.now } };
+  const expiresAt = verifiedExpiry(ctx.tokenKey, ctx.instance.id, t, req.now);
+  if (expiresAt === undefined) return { ok: false, refusal: reply(401, 'Unauthorized') };
+  return { ok: true, grant: { token: t, expiresAt } };
 }
 
-/**
- * What a crawler of `path`'s version asks next (the pipeline pre-renders them): `/<version>/`
- * and everything under it; undefined for the token path or a path outside a version.
- */
-export function ec2Targets(path: string, ctx: DialectContext, max: number): { root: string; targets: string[] } | undefined {
+/** The tree a crawler of `path` walks: its version, `/<version>/`; undefined for the token path or a path outside a version. */
+export function ec2CrawlRoot(path: string): string | undefined {
   const end = path.indexOf('/', 1);
-  if (end < 0 || path === TOKEN_PATH) return undefined;
-  const root = path.slice(0, end + 1);
-  return { root, targets: targetsUnder(treeFor(ctx.instance), root, max) };
+  return end < 0 || path === TOKEN_PATH ? undefined : path.slice(0, end + 1);
+}
+
+/** What a crawler of `root` (see ec2CrawlRoot) asks for: the root and everything under it (the pipeline pre-renders them). */
+export function ec2Targets(root: string, ctx: DialectContext, max: number): string[] {
+  return targetsUnder(treeFor(ctx.instance), root, max);
 }
 
 export function ec2(req: DialectRequest, ctx: DialectContext): DialectResponse {

@@ -50,26 +50,31 @@ function head(expiresAt: number): Buffer {
   return b;
 }
 
-/** A token for `instanceId`, valid from `now` (ms) for `ttlSeconds`. */
-export function mintToken(key: Buffer, instanceId: string, now: number, ttlSeconds: number): string {
-  const h = head(Math.max(0, Math.floor(now)) + ttlSeconds * 1000);
-  return Buffer.concat([h, mac(key, instanceId, h)]).toString('base64url');
+/** A token for `instanceId`, valid from `now` (ms) for `ttlSeconds`, and when it expires (ms since the epoch). */
+export function mint(key: Buffer, instanceId: string, now: number, ttlSeconds: number): { token: string; expiresAt: number } {
+  const expiresAt = Math.max(0, Math.floor(now)) + ttlSeconds * 1000;
+  const h = head(expiresAt);
+  return { token: Buffer.concat([h, mac(key, instanceId, h)]).toString('base64url'), expiresAt };
 }
 
-/** The expiry (ms since the epoch) a token of the right shape carries; says nothing of its validity. */
-export function tokenExpiry(token: string): number | undefined {
+/** A token for `instanceId`, valid from `now` (ms) for `ttlSeconds`. */
+export function mintToken(key: Buffer, instanceId: string, now: number, ttlSeconds: number): string {
+  return mint(key, instanceId, now, ttlSeconds).token;
+}
+
+/** When `token` expires (ms since the epoch) if it was minted with `key` for `instanceId` and has not expired at `now`; else undefined. */
+export function verifiedExpiry(key: Buffer, instanceId: string, token: string, now: number): number | undefined {
   if (!TOKEN_SHAPE.test(token)) return undefined;
   const raw = Buffer.from(token, 'base64url');
-  return raw.length === TOKEN_BYTES ? Number(raw.readBigUInt64BE(1)) : undefined;
+  if (raw.length !== TOKEN_BYTES || raw.readUInt8(0) !== VERSION) return undefined;
+  const h = raw.subarray(0, 9);
+  const expected = mac(key, instanceId, h);
+  if (!timingSafeEqual(expected, raw.subarray(9))) return undefined;
+  const expiresAt = Number(h.readBigUInt64BE(1));
+  return now < expiresAt ? expiresAt : undefined;
 }
 
 /** True when `token` was minted with `key` for `instanceId` and has not expired at `now` (ms). */
 export function verifyToken(key: Buffer, instanceId: string, token: string, now: number): boolean {
-  if (!TOKEN_SHAPE.test(token)) return false;
-  const raw = Buffer.from(token, 'base64url');
-  if (raw.length !== TOKEN_BYTES || raw.readUInt8(0) !== VERSION) return false;
-  const h = raw.subarray(0, 9);
-  const expected = mac(key, instanceId, h);
-  if (!timingSafeEqual(expected, raw.subarray(9))) return false;
-  return now < Number(h.readBigUInt64BE(1));
+  return verifiedExpiry(key, instanceId, token, now) !== undefined;
 }
