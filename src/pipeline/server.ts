@@ -111,6 +111,14 @@ interface Sink {
   onClose(cb: () => void): void;
 }
 
+/** What answering one request may do with the native loop's cache. */
+interface Replay {
+  /** The binding's EC2 tokens are optional: an answer to a read with a checked token is the token-less one. */
+  readonly tokensOptional: boolean;
+  /** Pre-renders what a crawler of the request's tree asks next. */
+  warm(flags: number, headers: Readonly<Record<string, string>>): void;
+}
+
 /** A connection on the lean path (lean.ts): answered here until a request needs the general parser. */
 interface LeanConn {
   readonly socket: Socket;
@@ -123,12 +131,8 @@ interface LeanConn {
   busy: boolean;
   /** The client half-closed: close once the current response is out. */
   ended: boolean;
-  /** The request being answered may be put into the native loop's cache (its dialect has no rate limit). */
-  replay: boolean;
-  /** The binding's EC2 tokens are optional (set while a request is answered). */
-  tokensOptional: boolean;
-  /** Pre-renders what a crawler of the request's tree asks next (set while a request is answered). */
-  warm: ((flags: number, headers: Readonly<Record<string, string>>) => void) | undefined;
+  /** Set while a request whose answer may go into the native loop's cache is answered (its dialect has no rate limit). */
+  replay: Replay | undefined;
   /** Bytes that arrived while a request was being answered: the general path takes them after the answer. */
   queued: Buffer[] | undefined;
   /** Hands the connection to Node's http server with `chunk` as its first bytes. */
@@ -310,9 +314,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       served: false,
       busy: false,
       ended: false,
-      replay: false,
-      tokensOptional: false,
-      warm: undefined,
+      replay: undefined,
       queued: undefined,
       toGeneral,
     };
@@ -368,12 +370,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const dialect = admit(sink, dreq, bound);
     if (dialect !== undefined) {
       // Answers of rate-limited dialects are never replayed by the native loop (it counts nothing).
-      conn.replay = native !== undefined && (limits.rate_per_s?.[dialect.name] ?? 0) === 0;
-      conn.tokensOptional = ec2OptionsFor(opts.config, bound.instance).tokens === 'optional';
-      if (conn.replay && dialect.targets !== undefined) conn.warm = (flags, headers) => warm(ident, dialect, lreq.path, flags, headers);
+      conn.replay =
+        native !== undefined && (limits.rate_per_s?.[dialect.name] ?? 0) === 0
+          ? {
+              tokensOptional: ec2OptionsFor(opts.config, bound.instance).tokens === 'optional',
+              warm: (flags, headers) => warm(ident, dialect, lreq.path, flags, headers),
+            }
+          : undefined;
       answer(sink, dreq, dialect, ident);
-      conn.replay = false;
-      conn.warm = undefined;
+      conn.replay = undefined;
     }
     // Held (a long poll): what arrives meanwhile waits in `queued` (leanSink's send hands it on).
     if (!sink.finished()) conn.busy = true;
@@ -394,23 +399,22 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
    * headers, so each answer is what that request would get.
    */
   function warm(ident: ConnIdentity, dialect: DialectEntry, path: string, flags: number, headers: Readonly<Record<string, string>>): void {
-    if (native === undefined || dialect.targets === undefined) return;
+    if (native === undefined || dialect.crawlRoot === undefined || dialect.targets === undefined) return;
+    const root = dialect.crawlRoot(path);
+    let roots = warmed.get(ident.mark);
+    if (root === undefined || roots?.has(root)) return;
     const b = registry.byMark(ident.mark);
     if (!b || b.key !== ident.key) return;
-    const ctx = ctxFor(b);
-    const set = dialect.targets(path, ctx, WARM_MAX);
-    if (set === undefined) return;
-    let roots = warmed.get(ident.mark);
-    if (roots?.has(set.root)) return;
     if (roots === undefined) {
       warmed.set(ident.mark, (roots = new Set()));
       // About as many marks as the loop's cache holds trees of (it forgets the oldest when full):
       // past that, the oldest may be warmed again.
       if (warmed.size > WARM_MARKS) warmed.delete(warmed.keys().next().value as number);
     }
-    roots.add(set.root);
+    roots.add(root);
+    const ctx = ctxFor(b);
     const now = Date.now();
-    for (const target of set.targets) {
+    for (const target of dialect.targets(root, ctx, WARM_MAX)) {
       if (!PLAIN_TARGET.test(target) || target.includes('%') || dialectFor(target) !== dialect) continue;
       let out: DialectResponse;
       try {
@@ -418,11 +422,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       } catch {
         continue;
       }
-      if (out.fixed !== true || out.ipTtl !== undefined || out.wait !== undefined || out.store !== undefined) continue;
-      if (Object.values(out.headers).some(unsafeHeaderValue)) continue;
-      const bytes = Buffer.from(out.body, 'utf8');
-      if (!native.put(ident.mark, flags, target, leanPrefix(out.status, out.headers, bytes.length), bytes)) return;
+      if (!replayable(out) || Object.values(out.headers).some(unsafeHeaderValue)) continue;
+      if (!putAnswer(ident.mark, flags, target, out)) return;
     }
+  }
+
+  /** Puts `out` into the native loop's cache as the answer to `GET target` with `flags` on `mark`. */
+  function putAnswer(mark: number, flags: number, target: string, out: DialectResponse): boolean {
+    const bytes = Buffer.from(out.body, 'utf8');
+    return native?.put(mark, flags, target, leanPrefix(out.status, out.headers, bytes.length), bytes) ?? false;
   }
 
   /**
@@ -504,24 +512,16 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         // A fixed answer to a plain GET goes into the native loop's cache: the next such request
         // on this mark is answered there. The connection itself follows when idle (adopt, below).
         let cached = false;
-        if (
-          native &&
-          conn.replay &&
-          out.fixed === true &&
-          !forced &&
-          out.ipTtl === undefined &&
-          out.wait === undefined &&
-          out.store === undefined
-        ) {
+        const replay = conn.replay;
+        if (native && replay !== undefined && !forced && replayable(out)) {
           // With a token, only an answer the token was checked for (grant) and that a token-less
           // request would get too (tokens optional) goes in, under the token-less key.
-          const flags = lreq.headers[TOKEN] === undefined || (out.grant !== undefined && conn.tokensOptional) ? fastPathFlags(lreq) : -1;
+          const flags = lreq.headers[TOKEN] === undefined || (out.grant !== undefined && replay.tokensOptional) ? fastPathFlags(lreq) : -1;
           if (flags >= 0) {
-            const bytes = Buffer.from(body, 'utf8');
-            cached = native.put(ident.mark, flags, lreq.target, leanPrefix(out.status, out.headers, bytes.length), bytes);
+            cached = putAnswer(ident.mark, flags, lreq.target, out);
             // Before the answer leaves: the client's next requests find the rest of its tree ready
             // (rendered as token-less requests: the same answers, as above).
-            if (cached) conn.warm?.(flags, withoutToken(lreq.headers));
+            if (cached) replay.warm(flags, withoutToken(lreq.headers));
           }
         }
         conn.served = true;
@@ -780,6 +780,11 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     native,
     dispose: () => native?.close(),
   };
+}
+
+/** An answer the native loop may replay: fixed (the dialect's word), and nothing to do but send it. */
+function replayable(out: DialectResponse): boolean {
+  return out.fixed === true && out.ipTtl === undefined && out.wait === undefined && out.store === undefined;
 }
 
 function withoutToken(headers: Readonly<Record<string, string>>): Record<string, string> {

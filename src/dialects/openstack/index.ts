@@ -139,14 +139,17 @@ function password(req: DialectRequest, ctx: DialectContext): DialectResponse {
   return { ...reply(200, TEXT, ''), store: { key: PASSWORD_KEY, value: body } };
 }
 
+/** The tree a crawler of any OpenStack path walks. */
+export const openstackCrawlRoot = (): string => `${PREFIX}/`;
+
 /** Every target under /openstack a crawler may ask for (the pipeline pre-renders them); at most `max`. */
-export function openstackTargets(_path: string, ctx: DialectContext, max: number): { root: string; targets: string[] } {
+export function openstackTargets(_root: string, ctx: DialectContext, max: number): string[] {
   const out = [PREFIX, `${PREFIX}/`];
   for (const ver of [...VERSIONS, LATEST]) {
     out.push(`${PREFIX}/${ver}`, `${PREFIX}/${ver}/`);
     for (const [name, r] of files(ctx.instance, ver)) if (r !== undefined) out.push(`${PREFIX}/${ver}/${name}`);
   }
-  return { root: `${PREFIX}/`, targets: out.slice(0, max) };
+  return out.slice(0, max);
 }
 
 export function openstack(req: DialectRequest, ctx: DialectContext): DialectResponse {
