@@ -168,6 +168,9 @@ struct Entry {
   std::string body;
 };
 
+// What one cached answer counts against the budget: its bytes, its key, and a little overhead.
+size_t EntryBytes(const std::string& key, const Entry& e) { return e.head.size() + e.body.size() + key.size() + 64; }
+
 struct Conn {
   bool active = false;
   bool stale = false;
@@ -274,10 +277,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
       Napi::Error::New(env, std::string("fast path: ") + std::strerror(errno)).ThrowAsJavaScriptException();
       return;
     }
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = ev_;
-    epoll_ctl(ep_, EPOLL_CTL_ADD, ev_, &e);
+    EpollAdd(ev_, EPOLLIN);
 
     tsfn_ = Napi::ThreadSafeFunction::New(env, handoff.As<Napi::Function>(), "linkgate-fastpath", 0, 1);
     tsfn_.Unref(env);
@@ -313,6 +313,14 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     if (ep_ >= 0) close(ep_);
     if (ev_ >= 0) close(ev_);
     ep_ = ev_ = -1;
+  }
+
+  // Watches `fd` (level-triggered) for `events`; false when epoll refuses.
+  bool EpollAdd(int fd, uint32_t events) {
+    epoll_event e{};
+    e.events = events;
+    e.data.fd = fd;
+    return epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &e) == 0;
   }
 
   // Queues a command; wakes the loop only when the queue was empty (the loop reads the eventfd
@@ -402,7 +410,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     entry->head = info[3].As<Napi::String>().Utf8Value();
     auto body = info[4].As<Napi::Buffer<char>>();
     entry->body.assign(body.Data(), body.Length());
-    size_t size = entry->head.size() + entry->body.size() + target.size() + 64;
+    size_t size = EntryBytes(target, *entry);
     // Over the budget, the loop makes room by forgetting the marks cached longest ago; one answer
     // bigger than an eighth of it is not cached at all.
     if (size > cacheBudget_ / 8) return Napi::Boolean::New(env, false);
@@ -555,10 +563,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
             close(c.fd);
             break;
           }
-          epoll_event e{};
-          e.events = EPOLLIN;
-          e.data.fd = c.fd;
-          if (acceptPaused_ || epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &e) == 0) {  // paused: added on resume
+          if (acceptPaused_ || EpollAdd(c.fd, EPOLLIN)) {  // paused: added on resume
             listeners_.push_back(c.fd);
             MarkListener(c.fd, true);
           } else {
@@ -580,7 +585,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
         case CmdType::Put: {
           // Commands apply in the order JavaScript made them: a put made before a change is
           // emptied by it, one made after reflects the registry after it.
-          size_t size = c.entry->head.size() + c.entry->body.size() + c.key.size() + 64;
+          size_t size = EntryBytes(c.key, *c.entry);
           uint32_t mark = MarkOfKey(c.key);
           while (cacheBytes_.load() + size > cacheBudget_ && !markOrder_.empty()) {
             uint32_t oldest = markOrder_.front();
@@ -602,7 +607,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
           }
           auto it = cache_.find(c.key);
           if (it != cache_.end()) {
-            cacheBytes_ -= it->second->head.size() + it->second->body.size() + it->first.size() + 64;
+            cacheBytes_ -= EntryBytes(it->first, *it->second);
             it->second = std::move(c.entry);
           } else {
             keysByMark_[mark].push_back(c.key);
@@ -701,7 +706,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
     for (const std::string& k : idx->second) {
       auto it = cache_.find(k);
       if (it == cache_.end()) continue;
-      cacheBytes_ -= it->second->head.size() + it->second->body.size() + it->first.size() + 64;
+      cacheBytes_ -= EntryBytes(it->first, *it->second);
       cache_.erase(it);
     }
     keysByMark_.erase(idx);
@@ -725,10 +730,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   bool Watch(int fd) {
     Conn& k = conns_[static_cast<size_t>(fd)];
     if (k.registered) return true;
-    epoll_event e{};
-    e.events = EPOLLIN | EPOLLRDHUP;
-    e.data.fd = fd;
-    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &e) != 0) {
+    if (!EpollAdd(fd, EPOLLIN | EPOLLRDHUP)) {
       Drop(fd);
       return false;
     }
@@ -782,12 +784,7 @@ class FastPath : public Napi::ObjectWrap<FastPath> {
   void MaybeResumeAccepting(int64_t now) {
     if (!acceptPaused_ || now < pauseUntil_ || inflight_->load() > kMaxInflight / 2) return;
     acceptPaused_ = false;
-    for (int l : listeners_) {
-      epoll_event e{};
-      e.events = EPOLLIN;
-      e.data.fd = l;
-      epoll_ctl(ep_, EPOLL_CTL_ADD, l, &e);
-    }
+    for (int l : listeners_) EpollAdd(l, EPOLLIN);
   }
 
   // Reads what the connection sent and answers it, or hands it over.
